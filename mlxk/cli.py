@@ -1,0 +1,185 @@
+"""The `mlxk` command: parse → call the library → render → exit code. Nothing else lives here."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import click
+
+from . import __version__
+from .errors import EXIT_CHANGES, EXIT_OK, EXIT_SOURCE, EXIT_USER, MlxkError, UserError
+
+ALL = ":all:"
+JSON_HELP = "Print one JSON envelope {status, command, data, error} on stdout."
+
+
+class Outcome:
+    """What a command hands back to the runner."""
+
+    def __init__(self, data, text: str, exit_code: int = EXIT_OK, status: str = "ok"):
+        self.data, self.text, self.exit_code, self.status = data, text, exit_code, status
+
+
+def _fail(command: str, json_mode: bool, err: MlxkError) -> None:
+    from .output import emit_json, envelope
+
+    if json_mode:
+        emit_json(envelope(command, "error", None, err))
+    else:
+        click.echo(f"error: {err.message}", err=True)
+        if err.hint:
+            click.echo(f"hint: {err.hint}", err=True)
+    sys.exit(err.exit_code)
+
+
+def command(name: str):
+    """Wrap a command body: common options, one UI, errors → message + exit code."""
+
+    def decorate(fn):
+        @click.option("--json", "json_mode", is_flag=True, help=JSON_HELP)
+        @click.option("-f", "--file", "file", type=click.Path(dir_okay=False),
+                      help="The manifest (default: ./models.yaml).")
+        @functools.wraps(fn)
+        def run(json_mode: bool, file, **kwargs):
+            from .output import UI, emit_json, envelope
+
+            ui = UI(json_mode=json_mode)
+            try:
+                outcome = fn(ui=ui, file=file, **kwargs)
+            except MlxkError as e:
+                ui.close()
+                _fail(name, json_mode, e)
+            except KeyboardInterrupt:
+                ui.close()
+                click.echo("interrupted; the previous workspaces are unchanged", err=True)
+                sys.exit(130)
+            except Exception as e:  # a bug: one line, never a traceback unless asked
+                ui.close()
+                if os.environ.get("MLXK_DEBUG"):
+                    raise
+                _fail(name, json_mode, MlxkError(
+                    f"internal error: {type(e).__name__}: {e}",
+                    hint="set MLXK_DEBUG=1 for a traceback and report it",
+                ))
+            ui.close()
+            if json_mode:
+                emit_json(envelope(name, outcome.status, outcome.data))
+            elif outcome.text:
+                click.echo(outcome.text)
+            sys.exit(outcome.exit_code)
+
+        return run
+
+    return decorate
+
+
+def _project(file, ui, jobs=None, offline=False):
+    from .project import DEFAULT_JOBS, Project
+
+    if jobs is not None and jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    return Project.load(file, ui=ui, jobs=jobs or DEFAULT_JOBS, offline=offline)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlxk")
+def cli():
+    """mlxk: declarative MLX model workspaces, pinned by a lockfile.
+
+    \b
+    models.yaml --lock--> mlxk.lock --sync--> workspaces on disk --verify--> exit 0/1
+    \b
+    Exit codes: 0 ok; 1 changes (plan) or drift (verify); 2 user error (bad manifest or
+    arguments, stale lock with --locked); 3 source or environment error (hub, hash, disk).
+    """
+
+
+@cli.command("lock")
+@click.option("--upgrade", "upgrade", is_flag=False, flag_value=ALL, default=None,
+              multiple=True, metavar="[NAME]",
+              help="Re-resolve revisions: all workspaces, or only NAME (repeatable).")
+@click.option("--jobs", "-j", type=int, default=None, help="Parallel file fetches.")
+@command("lock")
+def lock_cmd(ui, file, upgrade, jobs):
+    """Resolve models.yaml into mlxk.lock (commits, sizes, sha256 of every file).
+
+    Existing pins are kept unless the workspace changed in the manifest or an upgrade is asked.
+    """
+    from .output import render_lock
+
+    project = _project(file, ui, jobs)
+    how = True if ALL in upgrade else (frozenset(upgrade) if upgrade else False)
+    result = project.lock(upgrade=how)
+    return Outcome(result.to_dict(), render_lock(result))
+
+
+@cli.command("plan")
+@click.option("--prune", is_flag=True, help="Also plan removing workspaces not in the lock.")
+@command("plan")
+def plan_cmd(ui, file, prune):
+    """Show what sync would do, per workspace and file. Exit 0: nothing to do; 1: changes."""
+    from .output import render_plan
+
+    project = _project(file, ui)
+    lock, _ = project.current_lock(locked=True)
+    plan = project.plan(lock, prune=prune)
+    code = EXIT_CHANGES if plan.has_changes else EXIT_OK
+    return Outcome(plan.to_dict(), render_plan(plan), code, "changes" if code else "ok")
+
+
+@cli.command("sync")
+@click.option("--locked", is_flag=True, help="Fail (exit 2) if the lock is missing or stale.")
+@click.option("--frozen", is_flag=True, help="Use the lock as is; never resolve.")
+@click.option("--offline", is_flag=True, help="No network: only the store (and bundles).")
+@click.option("--prune", is_flag=True, help="Remove managed workspaces that are not in the lock.")
+@click.option("--jobs", "-j", type=int, default=None, help="Parallel downloads (default 4).")
+@click.option("--link", type=click.Choice(["copy", "hardlink"]), default="copy",
+              help="How files come from the store: copy (reflink where possible) or hardlink.")
+@command("sync")
+def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link):
+    """Make the workspaces on disk match the lock (locking first if it is missing or stale)."""
+    from .output import render_sync
+
+    project = _project(file, ui, jobs, offline=offline)
+    report = project.sync(locked=locked, frozen=frozen, prune=prune, link=link)
+    return Outcome(report.to_dict(), render_sync(report))
+
+
+@cli.command("verify")
+@click.option("--workspace", "-w", "names", multiple=True, metavar="NAME",
+              help="Verify only this workspace (repeatable).")
+@click.option("--jobs", "-j", type=int, default=None, help="Parallel hashing threads.")
+@command("verify")
+def verify_cmd(ui, file, names, jobs):
+    """Read-only: rehash every file and compare with the lock. Exit 0: match; 1: drift.
+
+    Plain verify always rehashes every byte (CI should not trust a cache). It never changes
+    anything: a tampered file is reported, not repaired.
+    """
+    from .output import render_verify
+
+    project = _project(file, ui, jobs)
+    result = project.verify(list(names) or None)
+    code = EXIT_OK if result.ok else EXIT_CHANGES
+    return Outcome(result.to_dict(), render_verify(result), code, "ok" if result.ok else "drift")
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(EXIT_USER)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except OSError as e:  # e.g. a closed stdout pipe
+        sys.exit(EXIT_SOURCE if e.errno else EXIT_USER)
+    sys.exit(EXIT_OK)
+
+
+if __name__ == "__main__":
+    main()

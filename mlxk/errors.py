@@ -1,0 +1,74 @@
+"""One exception hierarchy for mlxk; each class carries its exit code.
+
+Exit codes (documented in the README; the only place they are defined):
+
+    0  success
+    1  a check found something: drift (verify), changes (plan)
+    2  user error: bad manifest, bad arguments, stale or missing lock with --locked
+    3  source or environment error: hub unreachable, hash mismatch, disk, converter
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CHANGES = 1
+EXIT_USER = 2
+EXIT_SOURCE = 3
+
+
+class MlxkError(Exception):
+    """Base of every error mlxk reports to a user (never a traceback)."""
+
+    exit_code = EXIT_SOURCE
+    kind = "error"
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_dict(self) -> dict:
+        return {
+            "type": self.kind,
+            "message": self.message,
+            "hint": self.hint,
+            "exit_code": self.exit_code,
+        }
+
+
+class UserError(MlxkError):
+    exit_code = EXIT_USER
+    kind = "user_error"
+
+
+class ManifestError(UserError):
+    kind = "manifest_error"
+
+
+class LockError(UserError):
+    """The lock is missing, stale, or malformed."""
+
+    kind = "lock_error"
+
+
+class NotSupportedError(UserError):
+    kind = "not_supported"
+
+
+class SourceError(MlxkError):
+    """A hub or local source could not give what was asked."""
+
+    exit_code = EXIT_SOURCE
+    kind = "source_error"
+
+
+class IntegrityError(MlxkError):
+    """Bytes did not match the hash the lock or the hub declared."""
+
+    exit_code = EXIT_SOURCE
+    kind = "integrity_error"
+
+
+class DiskError(MlxkError):
+    exit_code = EXIT_SOURCE
+    kind = "disk_error"

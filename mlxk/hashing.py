@@ -1,0 +1,97 @@
+"""Streaming hashes: sha256 for everything, git blob sha1 where the hub declares one.
+
+Files are hashed in 1 MiB chunks (bounded memory); many files are hashed in parallel threads
+(hashlib releases the GIL on large updates, so threads use every core).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def canonical_json(value) -> str:
+    """The one canonical JSON text used for digests and the lock (sorted keys, 2-space indent)."""
+    return json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def sha256_text(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class StreamHasher:
+    """Hashes bytes as they stream past: sha256 always, git blob sha1 when the size is known."""
+
+    def __init__(self, git_size: int | None = None):
+        self.sha256 = hashlib.sha256()
+        self.git = None
+        if git_size is not None:
+            self.git = hashlib.sha1(f"blob {git_size}\0".encode(), usedforsecurity=False)
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        self.sha256.update(data)
+        if self.git is not None:
+            self.git.update(data)
+        self.size += len(data)
+
+    def digest(self) -> str:
+        return "sha256:" + self.sha256.hexdigest()
+
+    def git_digest(self) -> str | None:
+        return None if self.git is None else "gitsha1:" + self.git.hexdigest()
+
+
+def hash_file(path: str | os.PathLike, git: bool = False) -> tuple[int, str, str | None]:
+    """Return (size, "sha256:<hex>", "gitsha1:<hex>" or None) of a file, streaming."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        hasher = StreamHasher(git_size=size if git else None)
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            hasher.update(view[:n])
+    return hasher.size, hasher.digest(), hasher.git_digest()
+
+
+def hash_files(paths: Iterable[Path], jobs: int | None = None, on_done=None) -> dict[Path, tuple]:
+    """Hash many files in parallel; returns {path: (size, sha256)}. `on_done(path, size)` ticks."""
+    paths = list(paths)
+    jobs = jobs or min(8, os.cpu_count() or 2)
+    out: dict[Path, tuple] = {}
+
+    def one(p: Path):
+        size, digest, _ = hash_file(p)
+        if on_done:
+            on_done(p, size)
+        return p, (size, digest)
+
+    if jobs <= 1 or len(paths) <= 1:
+        return dict(one(p) for p in paths)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for p, value in pool.map(one, paths):
+            out[p] = value
+    return out
+
+
+def content_hash(files: Iterable[tuple[str, str]]) -> str:
+    """The workspace content hash: sha256 of a `sha256sum`-style listing, sorted by path.
+
+    Each line is "<sha256 hex>  <posix relative path>\\n"; lines are sorted by the path's UTF-8
+    bytes. So `sha256sum` over the sorted files of a workspace, piped into `sha256sum`, gives the
+    same value (see docs/workspace.md).
+    """
+    lines = sorted(
+        (path.encode("utf-8"), f"{digest.removeprefix('sha256:')}  {path}\n".encode())
+        for path, digest in files
+    )
+    h = hashlib.sha256()
+    for _, line in lines:
+        h.update(line)
+    return "sha256:" + h.hexdigest()

@@ -1,0 +1,266 @@
+"""mlxk.lock: dataclasses, canonical text form, strict loading, atomic writing.
+
+The lock is canonical JSON (sorted keys, 2-space indent, trailing newline): byte-identical for
+the same inputs, diffable, with no timestamps, absolute paths or tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from .errors import LockError
+from .hashing import canonical_json, content_hash
+
+LOCK_VERSION = 1
+_SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
+_GITSHA1 = re.compile(r"^gitsha1:[0-9a-f]{40}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # posix, relative to the workspace
+    size: int
+    hash: str  # "sha256:<hex>"
+    hub_hash: str | None = None  # "gitsha1:<hex>" where the hub declares a git blob id
+
+    def to_dict(self) -> dict:
+        d = {"path": self.path, "size": self.size, "hash": self.hash}
+        if self.hub_hash:
+            d["hub_hash"] = self.hub_hash
+        return d
+
+    @property
+    def hex(self) -> str:
+        return self.hash.removeprefix("sha256:")
+
+
+@dataclass(frozen=True)
+class LockedSource:
+    kind: str  # "hf" | "path"
+    files: tuple[FileEntry, ...]
+    repo: str | None = None
+    revision: str | None = None
+    commit: str | None = None
+    path: str | None = None
+
+    def to_dict(self) -> dict:
+        d = {"kind": self.kind, "files": [f.to_dict() for f in self.files]}
+        if self.kind == "hf":
+            d.update(repo=self.repo, revision=self.revision, commit=self.commit)
+        else:
+            d.update(path=self.path)
+        return d
+
+    def describe(self) -> str:
+        if self.kind == "hf":
+            return f"hf://{self.repo}@{self.revision} ({self.commit[:12]})"
+        return f"path:{self.path}"
+
+
+@dataclass(frozen=True)
+class LockedWorkspace:
+    name: str
+    spec_digest: str
+    source: LockedSource
+    content_hash: str
+    steps: tuple[dict, ...] = ()
+    built_files: tuple[FileEntry, ...] | None = None  # final files when steps exist
+    runtime: tuple[dict, ...] = ()
+
+    @property
+    def files(self) -> tuple[FileEntry, ...]:
+        """The final file set of the workspace: the built files, else the source files."""
+        return self.built_files if self.built_files is not None else self.source.files
+
+    def to_dict(self) -> dict:
+        d = {
+            "spec_digest": self.spec_digest,
+            "source": self.source.to_dict(),
+            "content_hash": self.content_hash,
+        }
+        if self.steps:
+            d["steps"] = list(self.steps)
+        if self.built_files is not None:
+            d["files"] = [f.to_dict() for f in self.built_files]
+        if self.runtime:
+            d["runtime"] = list(self.runtime)
+        return d
+
+
+@dataclass(frozen=True)
+class Lock:
+    manifest_digest: str
+    workspaces: dict[str, LockedWorkspace] = field(default_factory=dict)
+    lock_version: int = LOCK_VERSION
+
+    def to_dict(self) -> dict:
+        return {
+            "lock_version": self.lock_version,
+            "manifest_digest": self.manifest_digest,
+            "workspaces": {n: w.to_dict() for n, w in sorted(self.workspaces.items())},
+        }
+
+
+def workspace_content_hash(files) -> str:
+    return content_hash((f.path, f.hash) for f in files)
+
+
+def dumps(lock: Lock) -> str:
+    return canonical_json(lock.to_dict())
+
+
+# ---------------------------------------------------------------- strict loading
+
+
+class _Reader:
+    """Reads one lock, raising LockError with the JSON path of whatever is wrong."""
+
+    def __init__(self, label: str):
+        self.label = label
+
+    def fail(self, where: str, msg: str):
+        raise LockError(
+            f"{self.label}: {where}: {msg}",
+            hint="the lock is written by `mlxk lock`; regenerate it rather than editing by hand",
+        )
+
+    def get(self, obj: dict, key: str, kind, where: str, optional=False):
+        if not isinstance(obj, dict):
+            self.fail(where, "expected an object")
+        if key not in obj:
+            if optional:
+                return None
+            self.fail(where, f"missing '{key}'")
+        value = obj[key]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            self.fail(f"{where}.{key}", f"expected {getattr(kind, '__name__', kind)}")
+        return value
+
+    def file(self, raw, where: str) -> FileEntry:
+        path = self.get(raw, "path", str, where)
+        pp = PurePosixPath(path)
+        if not path or pp.is_absolute() or ".." in pp.parts or "\\" in path or "\0" in path:
+            self.fail(f"{where}.path", f"unsafe path {path!r}")
+        size = self.get(raw, "size", int, where)
+        if size < 0:
+            self.fail(f"{where}.size", "negative size")
+        digest = self.get(raw, "hash", str, where)
+        if not _SHA256.match(digest):
+            self.fail(f"{where}.hash", f"not a sha256:<64 hex> digest: {digest!r}")
+        hub = self.get(raw, "hub_hash", str, where, optional=True)
+        if hub is not None and not _GITSHA1.match(hub):
+            self.fail(f"{where}.hub_hash", f"not a gitsha1:<40 hex> digest: {hub!r}")
+        return FileEntry(path=path, size=size, hash=digest, hub_hash=hub)
+
+    def files(self, raw, where: str) -> tuple[FileEntry, ...]:
+        if not isinstance(raw, list):
+            self.fail(where, "expected a list")
+        out = tuple(self.file(f, f"{where}[{i}]") for i, f in enumerate(raw))
+        paths = [f.path for f in out]
+        if len(set(paths)) != len(paths):
+            self.fail(where, "duplicate paths")
+        return out
+
+    def source(self, raw, where: str) -> LockedSource:
+        kind = self.get(raw, "kind", str, where)
+        files = self.files(self.get(raw, "files", list, where), f"{where}.files")
+        if kind == "hf":
+            commit = self.get(raw, "commit", str, where)
+            if not _COMMIT.match(commit):
+                self.fail(f"{where}.commit", "not a 40-hex commit sha")
+            return LockedSource(
+                kind="hf",
+                files=files,
+                repo=self.get(raw, "repo", str, where),
+                revision=self.get(raw, "revision", str, where),
+                commit=commit,
+            )
+        if kind == "path":
+            return LockedSource(kind="path", files=files, path=self.get(raw, "path", str, where))
+        self.fail(f"{where}.kind", f"unknown source kind {kind!r}")
+
+    def workspace(self, name: str, raw) -> LockedWorkspace:
+        where = f"workspaces.{name}"
+        source = self.source(self.get(raw, "source", dict, where), f"{where}.source")
+        built = None
+        if "files" in raw:
+            built = self.files(raw["files"], f"{where}.files")
+        ws = LockedWorkspace(
+            name=name,
+            spec_digest=self.get(raw, "spec_digest", str, where),
+            source=source,
+            content_hash=self.get(raw, "content_hash", str, where),
+            steps=tuple(self.get(raw, "steps", list, where, optional=True) or ()),
+            built_files=built,
+            runtime=tuple(self.get(raw, "runtime", list, where, optional=True) or ()),
+        )
+        if workspace_content_hash(ws.files) != ws.content_hash:
+            self.fail(
+                f"{where}.content_hash", "does not match the file hashes listed (edited by hand?)"
+            )
+        return ws
+
+
+def loads(text: str, label: str = "mlxk.lock") -> Lock:
+    reader = _Reader(label)
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LockError(
+            f"{label}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}",
+            hint="regenerate it with `mlxk lock`",
+        ) from None
+    version = reader.get(raw, "lock_version", int, "(top level)")
+    if version != LOCK_VERSION:
+        reader.fail("lock_version", f"unsupported version {version} (this mlxk reads {LOCK_VERSION})")
+    workspaces = reader.get(raw, "workspaces", dict, "(top level)")
+    return Lock(
+        manifest_digest=reader.get(raw, "manifest_digest", str, "(top level)"),
+        workspaces={n: reader.workspace(n, w) for n, w in workspaces.items()},
+    )
+
+
+def read(path: Path) -> Lock | None:
+    """The lock at `path`, or None when there is none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return loads(text, path.name)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file in the same directory, fsync, then rename over the target."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write(path: Path, lock: Lock) -> bool:
+    """Write the lock if its text changed; returns whether it did."""
+    text = dumps(lock)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except FileNotFoundError:
+        pass
+    write_atomic(path, text)
+    return True

@@ -1,0 +1,353 @@
+"""models.yaml: load, validate against the shipped JSON Schema, and freeze into dataclasses.
+
+Errors name the file, line, column and field path, e.g.
+`models.yaml:7:9: workspaces.qwen.steps[0]: unknown step 'quantise' (did you mean 'convert'?)`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path, PurePosixPath
+
+import yaml
+
+from .errors import ManifestError
+from .hashing import canonical_json, sha256_text
+
+MANIFEST_NAME = "models.yaml"
+LOCK_NAME = "mlxk.lock"
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few KB; refuse huge files early
+MAX_NODES = 100_000  # refuses YAML alias bombs (billion laughs) before they expand
+
+
+@cache
+def manifest_schema() -> dict:
+    return json.loads(resources.files("mlxk").joinpath("schemas/manifest.schema.json").read_text())
+
+
+@dataclass(frozen=True)
+class HfSource:
+    repo: str
+    revision: str = "main"
+    kind: str = "hf"
+
+    def to_dict(self) -> dict:
+        return {"kind": "hf", "repo": self.repo, "revision": self.revision}
+
+    def __str__(self) -> str:
+        return f"hf://{self.repo}@{self.revision}"
+
+
+@dataclass(frozen=True)
+class PathSource:
+    path: str  # as written in the manifest, relative to the manifest's directory
+    kind: str = "path"
+
+    def to_dict(self) -> dict:
+        return {"kind": "path", "path": self.path}
+
+    def __str__(self) -> str:
+        return f"path:{self.path}"
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str
+    params: dict
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "params": self.params}
+
+
+@dataclass(frozen=True)
+class RuntimeDep:
+    source: HfSource
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source.to_dict(),
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+        }
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    name: str
+    source: HfSource | PathSource
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()
+    runtime: tuple[RuntimeDep, ...] = ()
+    where: str = ""  # "models.yaml:12:3", for messages
+
+    def to_dict(self) -> dict:
+        """The normalised form that the lock's digests are computed over."""
+        return {
+            "source": self.source.to_dict(),
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+            "steps": [s.to_dict() for s in self.steps],
+            "runtime": [r.to_dict() for r in self.runtime],
+        }
+
+    def digest(self) -> str:
+        return sha256_text(canonical_json(self.to_dict()))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path  # absolute path of models.yaml
+    home: Path  # absolute directory the workspaces go in
+    store: Path | None  # from the manifest, if it set one
+    workspaces: dict[str, WorkspaceSpec] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(LOCK_NAME)
+
+    def digest(self) -> str:
+        """Digest of the normalised workspaces (not of home/store: moving them keeps pins)."""
+        body = {name: ws.to_dict() for name, ws in sorted(self.workspaces.items())}
+        return sha256_text(canonical_json({"workspaces": body}))
+
+
+# ---------------------------------------------------------------- positions
+
+
+def _walk_positions(node, path: tuple, values: dict, keys: dict, counter: list, label: str):
+    counter[0] += 1
+    if counter[0] > MAX_NODES:
+        raise ManifestError(
+            f"{label}: too many YAML nodes (more than {MAX_NODES}); aliases expanding?",
+            hint="a manifest is small; remove YAML anchors/aliases that multiply",
+        )
+    mark = node.start_mark
+    values[path] = (mark.line + 1, mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                where = _dotted(path + (key,))
+                raise ManifestError(f"{label}:{line}:{col}: {where}: duplicate key '{key}'")
+            seen.add(key)
+            keys[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            _walk_positions(value_node, path + (key,), values, keys, counter, label)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk_positions(item, path + (i,), values, keys, counter, label)
+
+
+def _dotted(path) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+# ---------------------------------------------------------------- schema errors
+
+
+def _schema_message(err) -> tuple[tuple, str, bool]:
+    """(path, message, at_key) for one jsonschema error, with did-you-mean for unknown keys."""
+    path = tuple(err.absolute_path)
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    if err.validator in ("oneOf", "anyOf") and isinstance(err.instance, dict):
+        # A mapping that almost fits one branch: report that branch's own error (a typo'd key).
+        for sub in err.context:
+            if sub.validator == "additionalProperties" and set(err.instance) & set(
+                sub.schema.get("required", ())
+            ):
+                return _schema_message(sub)
+    if err.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in schema.get("properties", {})]
+        key = str(extra[0]) if extra else "?"
+        if schema.get("x-unknown") == "step":
+            msg = f"unknown step '{key}'"
+            if key in manifest_schema()["$defs"]["convert"]["properties"]:
+                msg += f" (did you mean 'convert: {{{key}: ...}}'?)"
+            else:
+                close = difflib.get_close_matches(key, allowed, n=1) or allowed[:1]
+                msg += f" (did you mean '{close[0]}'?)"
+            return path + (key,), msg, True
+        msg = f"unknown key '{key}'"
+        close = difflib.get_close_matches(key, allowed, n=1)
+        if close:
+            msg += f" (did you mean '{close[0]}'?)"
+        elif allowed:
+            msg += f" (expected one of: {', '.join(allowed)})"
+        return path + (key,), msg, True
+    if "propertyNames" in err.schema_path:
+        name = err.instance
+        hint = manifest_schema()["properties"]["workspaces"]["propertyNames"]["x-message"]
+        return path + (name,), f"bad workspace name '{name}': {hint}", True
+    if err.validator in ("oneOf", "anyOf") and "x-message" in schema:
+        return path, f"{schema['x-message']} (got {json.dumps(err.instance)[:80]})", False
+    if err.validator == "required":
+        return path, err.message.replace("is a required property", "is required"), False
+    if err.validator in ("minProperties", "maxProperties") and schema.get("x-unknown") == "step":
+        return path, "a step is a mapping with exactly one key, e.g. {convert: {...}}", False
+    if err.validator == "enum":
+        choices = ", ".join(json.dumps(c) for c in err.validator_value)
+        return path, f"{json.dumps(err.instance)} is not one of: {choices}", False
+    if err.validator == "const":
+        return path, f"must be {json.dumps(err.validator_value)}", False
+    return path, err.message, False
+
+
+def _validate(data, label: str, values: dict, keys: dict) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(manifest_schema())
+    errors = list(validator.iter_errors(data))
+    if not errors:
+        return
+    # Report the first error in the file (a person fixes top-down); among errors at one
+    # place, the most relevant one by jsonschema's own ranking.
+    def first(err):
+        return values.get(tuple(err.absolute_path), (0, 0))
+
+    earliest = min(first(e) for e in errors)
+    best = jsonschema.exceptions.best_match(e for e in errors if first(e) == earliest)
+    path, msg, at_key = _schema_message(best)
+    pos = (keys if at_key else values).get(path) or values.get(path[:-1]) or (1, 1)
+    shown = path[:-1] if at_key else path
+    raise ManifestError(
+        f"{label}:{pos[0]}:{pos[1]}: {_dotted(shown)}: {msg}",
+        hint="see `mlxk schema manifest` for every key",
+    )
+
+
+# ---------------------------------------------------------------- building
+
+
+def _parse_hf(text: str) -> HfSource:
+    body = text.removeprefix("hf://")
+    repo, _, rev = body.partition("@")
+    return HfSource(repo=repo, revision=rev or "main")
+
+
+def _source(raw) -> HfSource | PathSource:
+    if isinstance(raw, str):
+        if raw.startswith("hf://"):
+            return _parse_hf(raw)
+        return PathSource(path=raw.removeprefix("path:"))
+    if "hf" in raw:
+        return HfSource(repo=raw["hf"], revision=raw.get("revision", "main"))
+    return PathSource(path=raw["path"])
+
+
+def _runtime(raw) -> RuntimeDep:
+    if isinstance(raw, str):
+        return RuntimeDep(source=_parse_hf(raw))
+    src = _parse_hf(raw["source"]) if "source" in raw else _source(raw)
+    return RuntimeDep(
+        source=src, include=tuple(raw.get("include", ())), exclude=tuple(raw.get("exclude", ()))
+    )
+
+
+def _inside(base: Path, rel: str, label: str, pos, field_name: str) -> Path:
+    """Resolve `rel` against `base`; refuse absolute paths and anything that leaves `base`."""
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts:
+        raise ManifestError(
+            f"{label}:{pos[0]}:{pos[1]}: {field_name}: '{rel}' must be a relative path inside "
+            f"the project directory",
+            hint="use $MLXK_WORKSPACE_HOME for a home outside the project",
+        )
+    return (base / rel).resolve()
+
+
+def env_path(name: str) -> Path | None:
+    """An environment variable holding a path; empty counts as unset (ADR-022 bug 3)."""
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser().resolve() if value else None
+
+
+def parse_manifest(text: str, path: Path) -> Manifest:
+    label = path.name
+    if len(text.encode("utf-8", "replace")) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{label}: file is larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            values: dict = {}
+            keys: dict = {}
+            _walk_positions(node, (), values, keys, [0], label)
+            data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ManifestError(f"{where}: invalid YAML: {problem}") from None
+    if node is None:
+        raise ManifestError(f"{label}:1:1: (top level): the manifest is empty")
+    if not isinstance(data, dict):
+        raise ManifestError(f"{label}:1:1: (top level): expected a mapping with 'version' and "
+                            "'workspaces'")
+    _validate(data, label, values, keys)
+
+    root = path.parent
+    if "home" in data:
+        home = _inside(root, data["home"], label, values[("home",)], "home")
+    else:
+        home = env_path("MLXK_WORKSPACE_HOME") or (root / "models")
+    store = None
+    if "store" in data:
+        store = _inside(root, data["store"], label, values[("store",)], "store")
+
+    workspaces = {}
+    for name, raw in data["workspaces"].items():
+        line, col = keys[("workspaces", name)]
+        source = _source(raw["source"])
+        if isinstance(source, PathSource) and Path(source.path).is_absolute() is False:
+            pass  # relative path sources are resolved against the manifest at use
+        workspaces[name] = WorkspaceSpec(
+            name=name,
+            source=source,
+            include=tuple(raw.get("include", ())),
+            exclude=tuple(raw.get("exclude", ())),
+            steps=tuple(
+                Step(kind=k, params=v) for step in raw.get("steps", ()) for k, v in step.items()
+            ),
+            runtime=tuple(_runtime(r) for r in raw.get("runtime", ())),
+            where=f"{label}:{line}:{col}",
+        )
+    return Manifest(path=path, home=home, store=store, workspaces=workspaces)
+
+
+def find_manifest(file: str | os.PathLike | None = None) -> Path:
+    """The manifest named by -f/--file, else models.yaml in the current directory."""
+    path = Path(file) if file else Path.cwd() / MANIFEST_NAME
+    if not path.is_file():
+        raise ManifestError(
+            f"{path}: no such manifest",
+            hint="run mlxk in a directory with models.yaml, or pass -f/--file PATH",
+        )
+    return path.resolve()
+
+
+def load_manifest(file: str | os.PathLike | None = None) -> Manifest:
+    path = find_manifest(file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path.name}: not UTF-8 text ({e.reason})") from None
+    return parse_manifest(text, path)

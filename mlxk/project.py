@@ -1,0 +1,251 @@
+"""The library API: one Project (a manifest, its lock, its home and store) and its operations.
+
+The CLI is a thin layer over this; tests call it directly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from . import lock as lockfile
+from .errors import LockError, UserError
+from .fetch import Fetcher
+from .lock import Lock
+from .manifest import Manifest, env_path, load_manifest
+from .plan import Plan, make_plan
+from .resolve import resolve, stale_reasons
+from .store import Store, default_store_root
+from .sync import SyncResult, build_workspace, recover, remove_workspace, staging_root
+from .verify import Verification, verify_workspace
+from .workspace import STAGING, WorkspaceState, scan, sentinel_text
+
+DEFAULT_JOBS = 4
+
+
+class NullUI:
+    """What the library reports to; the CLI passes one that draws progress and messages."""
+
+    def task(self, description: str, total: int):
+        return _NullTask()
+
+    def note(self, message: str) -> None:
+        pass
+
+
+class _NullTask:
+    def advance(self, n: int) -> None:
+        pass
+
+
+@dataclass
+class LockResult:
+    lock: Lock
+    actions: dict[str, str]
+    written: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "written": self.written,
+            "workspaces": {
+                name: {
+                    "action": self.actions[name],
+                    "source": ws.source.describe(),
+                    "commit": ws.source.commit,
+                    "files": len(ws.files),
+                    "bytes": sum(f.size for f in ws.files),
+                    "content_hash": ws.content_hash,
+                }
+                for name, ws in sorted(self.lock.workspaces.items())
+            },
+        }
+
+
+@dataclass
+class SyncReport:
+    locked: LockResult | None
+    plan: Plan
+    result: SyncResult
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "lock": self.locked.to_dict() if self.locked else None,
+            "plan": self.plan.to_dict(),
+            "workspaces": self.result.to_dict()["workspaces"],
+            "notes": self.notes,
+        }
+
+
+class Project:
+    def __init__(
+        self,
+        manifest: Manifest,
+        store: Store | None = None,
+        jobs: int = DEFAULT_JOBS,
+        offline: bool = False,
+        ui=None,
+        hf=None,
+    ):
+        self.manifest = manifest
+        root = manifest.store or env_path("MLXK_STORE") or default_store_root()
+        self.store = store or Store(root)
+        self.jobs = jobs
+        self.ui = ui or NullUI()
+        self.fetcher = Fetcher(self.store, manifest.root, offline=offline, hf=hf)
+
+    @classmethod
+    def load(cls, file=None, **kwargs) -> Project:
+        return cls(load_manifest(file), **kwargs)
+
+    # ------------------------------------------------------------ basics
+    @property
+    def home(self) -> Path:
+        return self.manifest.home
+
+    @property
+    def lock_path(self) -> Path:
+        return self.manifest.lock_path
+
+    def workspace_path(self, name: str) -> Path:
+        return self.home / name
+
+    def shown(self, path: Path) -> str:
+        """A path as the user should see it: relative to the manifest when inside it."""
+        try:
+            return str(path.relative_to(self.manifest.root))
+        except ValueError:
+            return str(path)
+
+    def read_lock(self) -> Lock | None:
+        return lockfile.read(self.lock_path)
+
+    def _sync_lock(self) -> FileLock:
+        """One sync (or lock) at a time per home: a second process waits, and says so."""
+        staging_root(self.home).mkdir(parents=True, exist_ok=True)
+        return FileLock(str(staging_root(self.home) / "sync.lock"))
+
+    def _exclusive(self):
+        flock = self._sync_lock()
+        try:
+            flock.acquire(timeout=0)
+        except Timeout:
+            self.ui.note(f"waiting for another mlxk using {self.shown(self.home)} …")
+            flock.acquire()
+        return flock
+
+    # ------------------------------------------------------------ lock
+    def lock(self, upgrade: bool | frozenset[str] = False) -> LockResult:
+        old = self.read_lock()
+        new, actions = resolve(
+            self.manifest,
+            old,
+            self.fetcher,
+            upgrade=upgrade,
+            jobs=self.jobs,
+            on_workspace=lambda n: self.ui.note(f"resolving {n}"),
+        )
+        written = lockfile.write(self.lock_path, new)
+        return LockResult(new, actions, written)
+
+    def current_lock(self, locked: bool = False, frozen: bool = False) -> tuple[Lock, LockResult | None]:
+        """The lock to act on: as is (--frozen), checked fresh (--locked), else re-locked if stale."""
+        lock = self.read_lock()
+        if frozen:
+            if lock is None:
+                raise LockError(f"{self.lock_path.name}: no lock file (--frozen uses it as is)",
+                                hint="run `mlxk lock` first")
+            return lock, None
+        reasons = stale_reasons(self.manifest, lock)
+        if locked:
+            if reasons:
+                raise LockError(
+                    f"{self.lock_path.name}: out of date with {self.manifest.path.name}: "
+                    + "; ".join(reasons),
+                    hint="run `mlxk lock` and commit the lock, or drop --locked",
+                )
+            return lock, None
+        if reasons:
+            result = self.lock()
+            return result.lock, result
+        return lock, None
+
+    # ------------------------------------------------------------ state
+    def scan_workspace(self, name: str) -> WorkspaceState:
+        return scan(self.workspace_path(name), jobs=self.jobs)
+
+    def orphans(self, lock: Lock) -> dict[str, WorkspaceState]:
+        """Managed workspaces under home that the lock does not name."""
+        out = {}
+        if not self.home.is_dir():
+            return out
+        for entry in sorted(self.home.iterdir()):
+            if entry.name in lock.workspaces or entry.name == STAGING or not entry.is_dir():
+                continue
+            state = scan(entry, jobs=self.jobs)
+            if state.managed and state.sentinel.get("name") == entry.name:
+                out[entry.name] = state
+        return out
+
+    def plan(self, lock: Lock | None = None, prune: bool = False) -> Plan:
+        lock = lock or self.current_lock(frozen=True)[0]
+        states = {n: self.scan_workspace(n) for n in lock.workspaces}
+        sentinels = {n: sentinel_text(n, ws) for n, ws in lock.workspaces.items()}
+        return make_plan(lock, states, sentinels, self.orphans(lock), prune=prune)
+
+    # ------------------------------------------------------------ sync
+    def sync(self, locked: bool = False, frozen: bool = False, prune: bool = False,
+             link: str = "copy") -> SyncReport:
+        if link not in ("copy", "hardlink"):
+            raise UserError(f"--link: unknown mode {link!r} (copy or hardlink)")
+        flock = self._exclusive()
+        try:
+            notes = recover(self.home)
+            lock, lock_result = self.current_lock(locked=locked, frozen=frozen)
+            plan = self.plan(lock, prune=prune)
+            if plan.blocked:
+                raise UserError("; ".join(f"{w.name}: {w.reason}" for w in plan.blocked))
+            result = SyncResult()
+            for wplan in plan.workspaces:
+                target = self.workspace_path(wplan.name)
+                if wplan.op in ("create", "update"):
+                    ws = lock.workspaces[wplan.name]
+                    result.workspaces.append(
+                        build_workspace(wplan, ws, target, sentinel_text(wplan.name, ws),
+                                        self.fetcher, link, self.jobs, progress=self.ui)
+                    )
+                elif wplan.op == "remove":
+                    remove_workspace(target)
+                    result.workspaces.append(_removed(wplan))
+            return SyncReport(lock_result, plan, result, notes)
+        finally:
+            flock.release()
+
+    # ------------------------------------------------------------ verify
+    def verify(self, names: list[str] | None = None) -> Verification:
+        lock = self.current_lock(frozen=True)[0]
+        unknown = sorted(set(names or ()) - set(lock.workspaces))
+        if unknown:
+            raise UserError(f"--workspace: not in the lock: {', '.join(unknown)}")
+        reports = []
+        for name in sorted(names or lock.workspaces):
+            ws = lock.workspaces[name]
+            state = self.scan_workspace(name)
+            reports.append(
+                verify_workspace(name, ws, state, sentinel_text(name, ws),
+                                 self.shown(self.workspace_path(name)))
+            )
+        return Verification(tuple(reports))
+
+
+def _removed(wplan):
+    from .sync import WorkspaceResult
+
+    return WorkspaceResult(wplan.name, "remove", deleted=len(wplan.files))
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 2

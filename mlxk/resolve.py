@@ -1,0 +1,123 @@
+"""Manifest + old lock + sources → new Lock. Pure but for the source calls (via a Fetcher).
+
+Like pip-tools: existing pins are kept unless the workspace's spec changed or an upgrade is
+asked for; only then is a revision re-resolved against the hub.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from .errors import NotSupportedError, UserError
+from .lock import FileEntry, Lock, LockedSource, LockedWorkspace, workspace_content_hash
+from .manifest import HfSource, Manifest, WorkspaceSpec
+from .sources import select
+from .workspace import is_excluded
+
+
+def stale_reasons(manifest: Manifest, lock: Lock | None) -> list[str]:
+    """Why the lock does not describe the manifest (empty when it does)."""
+    if lock is None:
+        return ["no lock file"]
+    if lock.manifest_digest == manifest.digest():
+        return []
+    reasons = []
+    for name, spec in sorted(manifest.workspaces.items()):
+        locked = lock.workspaces.get(name)
+        if locked is None:
+            reasons.append(f"{name}: not in the lock")
+        elif locked.spec_digest != spec.digest():
+            reasons.append(f"{name}: changed in the manifest since it was locked")
+    reasons += [f"{n}: in the lock but not in the manifest" for n in sorted(lock.workspaces)
+                if n not in manifest.workspaces]
+    return reasons or ["manifest digest differs"]
+
+
+def check_buildable(spec: WorkspaceSpec) -> None:
+    if spec.steps:
+        raise NotSupportedError(
+            f"{spec.where}: workspaces.{spec.name}.steps: convert steps are not supported yet",
+            hint="remove 'steps' for now; convert steps arrive in a later mlxk",
+        )
+    if spec.runtime:
+        raise NotSupportedError(
+            f"{spec.where}: workspaces.{spec.name}.runtime: runtime dependencies are not "
+            "supported yet",
+            hint="remove 'runtime' for now; runtime captures arrive in a later mlxk",
+        )
+
+
+def resolve_workspace(spec: WorkspaceSpec, fetcher, jobs: int = 4) -> LockedWorkspace:
+    check_buildable(spec)
+    src = spec.source
+    if isinstance(src, HfSource):
+        commit = fetcher.hf_resolve(src.repo, src.revision)
+        listing = fetcher.hf_files(src.repo, commit)
+        origin = f"hf://{src.repo}@{src.revision}"
+    else:
+        listing = fetcher.path_files(src.path)
+        origin = f"path:{src.path}"
+    by_path = {f.path: f for f in listing}
+    chosen = [by_path[p] for p in select(sorted(by_path), spec.include, spec.exclude)]
+    chosen = [f for f in chosen if not is_excluded(f.path)]
+    if not chosen:
+        raise UserError(
+            f"{spec.where}: workspaces.{spec.name}: include/exclude select no files of {origin}",
+            hint=f"{origin} has {len(listing)} files; check the patterns",
+        )
+
+    def entry(f) -> FileEntry:
+        if f.sha256:
+            return FileEntry(path=f.path, size=f.size, hash=f.sha256)
+        # A regular git file: the hub declares only a git blob id; learn its sha256 by
+        # fetching it (small by the hub's rules) into the store, where sync will find it.
+        digest = fetcher.hf_blob(src.repo, commit, f)
+        return FileEntry(path=f.path, size=f.size, hash=digest, hub_hash=f.gitsha1)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        files = tuple(pool.map(entry, chosen))
+    if isinstance(src, HfSource):
+        source = LockedSource(
+            kind="hf", files=files, repo=src.repo, revision=src.revision, commit=commit
+        )
+    else:
+        source = LockedSource(kind="path", files=files, path=src.path)
+    return LockedWorkspace(
+        name=spec.name,
+        spec_digest=spec.digest(),
+        source=source,
+        content_hash=workspace_content_hash(files),
+    )
+
+
+def resolve(
+    manifest: Manifest,
+    old: Lock | None,
+    fetcher,
+    upgrade: bool | frozenset[str] = False,
+    jobs: int = 4,
+    on_workspace=None,
+) -> tuple[Lock, dict[str, str]]:
+    """Return the new lock and, per workspace, what happened: kept / resolved / upgraded."""
+    unknown = set(upgrade) - set(manifest.workspaces) if isinstance(upgrade, frozenset) else ()
+    if unknown:
+        raise UserError(f"--upgrade: no workspace named {', '.join(sorted(unknown))} in the "
+                        f"manifest")
+    workspaces = {}
+    actions = {}
+    for name, spec in sorted(manifest.workspaces.items()):
+        wanted = upgrade is True or (isinstance(upgrade, frozenset) and name in upgrade)
+        prev = old.workspaces.get(name) if old else None
+        if prev is not None and prev.spec_digest == spec.digest() and not wanted:
+            workspaces[name] = prev
+            actions[name] = "kept"
+            continue
+        if on_workspace:
+            on_workspace(name)
+        ws = resolve_workspace(spec, fetcher, jobs=jobs)
+        workspaces[name] = ws
+        if prev is None or prev.spec_digest != spec.digest():
+            actions[name] = "resolved"
+        else:
+            actions[name] = "upgraded" if ws.to_dict() != prev.to_dict() else "unchanged"
+    return Lock(manifest_digest=manifest.digest(), workspaces=workspaces), actions

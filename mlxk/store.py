@@ -1,0 +1,192 @@
+"""Content-addressed blob store: every file mlxk fetches or builds lands here, keyed by sha256.
+
+Layout: <root>/blobs/sha256/<2 hex>/<64 hex> (read-only files), <root>/tmp/ for partial
+downloads (named by the hash they must have, so an interrupted fetch resumes), <root>/locks/.
+Blobs enter only after their bytes hash to what the lock or the hub declared.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from filelock import FileLock
+
+from .errors import DiskError, IntegrityError
+from .hashing import CHUNK, StreamHasher, hash_file
+
+FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+
+# opener(offset) -> (start, chunks): the bytes of the file from `start`, which is `offset` when
+# the source honoured the request to resume, else 0.
+Opener = Callable[[int], tuple[int, Iterator[bytes]]]
+
+
+def default_store_root() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("mlxk")) / "store"
+
+
+class Store:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._verified: set[str] = set()  # blobs hashed (on entry or on check) by this process
+
+    # ------------------------------------------------------------ paths
+    def blob_path(self, hexdigest: str) -> Path:
+        return self.root / "blobs" / "sha256" / hexdigest[:2] / hexdigest
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    def _lock(self, key: str) -> FileLock:
+        d = self.root / "locks"
+        d.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(d / f"{key}.lock"))
+
+    # ------------------------------------------------------------ queries
+    def has(self, hexdigest: str, size: int | None = None) -> bool:
+        try:
+            st = self.blob_path(hexdigest).stat()
+        except FileNotFoundError:
+            return False
+        return size is None or st.st_size == size
+
+    def check(self, hexdigest: str, size: int) -> bool:
+        """True if the blob is present and its bytes hash right; a corrupt blob is removed."""
+        if hexdigest in self._verified:
+            return self.has(hexdigest, size)
+        if not self.has(hexdigest, size):
+            return False
+        path = self.blob_path(hexdigest)
+        _, digest, _ = hash_file(path)
+        if digest != "sha256:" + hexdigest:
+            path.unlink(missing_ok=True)
+            return False
+        self._verified.add(hexdigest)
+        return True
+
+    # ------------------------------------------------------------ ingest
+    def fetch(
+        self,
+        opener: Opener,
+        size: int,
+        sha256: str | None,
+        gitsha1: str | None = None,
+        label: str = "",
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> str:
+        """Stream a file into the store, hashing as it is written; returns "sha256:<hex>".
+
+        At least one of `sha256` ("sha256:<hex>") or `gitsha1` must be given; every given hash
+        and the size are checked before the blob enters the store. A partial file left by an
+        interrupted fetch is resumed from where it stopped.
+        """
+        if sha256 and self.check(sha256.removeprefix("sha256:"), size):
+            return sha256
+        key = (sha256 or gitsha1).replace(":", "-")
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        partial = self.tmp / f"{key}.partial"
+        with self._lock(key):
+            if sha256 and self.check(sha256.removeprefix("sha256:"), size):
+                return sha256
+            hasher, offset = self._resume(partial, size, gitsha1 is not None)
+            try:
+                start, chunks = opener(offset)
+                mode = "ab"
+                if start != offset:  # the source could not resume: start over
+                    hasher, mode = StreamHasher(size if gitsha1 else None), "wb"
+                with open(partial, mode) as f:
+                    for chunk in chunks:
+                        f.write(chunk)
+                        hasher.update(chunk)
+                        if on_bytes:
+                            on_bytes(len(chunk))
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    raise DiskError(
+                        f"not enough space in the store ({self.root}) for {label}",
+                        hint="free some space or set MLXK_STORE to a larger disk",
+                    ) from None
+                raise
+            problem = None
+            if hasher.size != size:
+                problem = f"size {hasher.size} != expected {size}"
+            elif sha256 and hasher.digest() != sha256:
+                problem = f"sha256 {hasher.digest()} != expected {sha256}"
+            elif gitsha1 and hasher.git_digest() != gitsha1:
+                problem = f"git blob sha1 {hasher.git_digest()} != expected {gitsha1}"
+            if problem:
+                partial.unlink(missing_ok=True)
+                raise IntegrityError(
+                    f"{label}: downloaded bytes do not match: {problem}",
+                    hint="the source served different bytes than it declared; nothing was "
+                    "changed on disk",
+                )
+            digest = hasher.digest()
+            hexdigest = digest.removeprefix("sha256:")
+            final = self.blob_path(hexdigest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(partial, 0o444)
+            os.replace(partial, final)
+            self._verified.add(hexdigest)
+            return digest
+
+    def _resume(self, partial: Path, size: int, git: bool) -> tuple[StreamHasher, int]:
+        """Hash what an interrupted fetch left, so the rest can be appended."""
+        hasher = StreamHasher(size if git else None)
+        try:
+            have = partial.stat().st_size
+        except FileNotFoundError:
+            return hasher, 0
+        if have > size:
+            partial.unlink()
+            return hasher, 0
+        with open(partial, "rb") as f:
+            while chunk := f.read(CHUNK):
+                hasher.update(chunk)
+        return hasher, have
+
+    # ------------------------------------------------------------ materialise
+    def materialize(self, hexdigest: str, dest: Path, link: str = "copy") -> str:
+        """Place blob at dest (a new path) by reflink, hardlink (opt-in) or copy; returns how."""
+        src = self.blob_path(hexdigest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if link == "hardlink":
+            try:
+                os.link(src, dest)
+                return "hardlink"
+            except OSError:
+                pass
+        if _reflink(src, dest):
+            os.chmod(dest, 0o644)
+            return "reflink"
+        try:
+            shutil.copyfile(src, dest)
+        except OSError as e:
+            dest.unlink(missing_ok=True)
+            if e.errno == errno.ENOSPC:
+                raise DiskError(
+                    f"not enough space to write {dest}", hint="free some space and sync again"
+                ) from None
+            raise
+        return "copy"
+
+
+def _reflink(src: Path, dest: Path) -> bool:
+    """Copy-on-write clone where the filesystem supports it (btrfs, XFS, bcachefs)."""
+    try:
+        with open(src, "rb") as s, open(dest, "wb") as d:
+            fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
+        return True
+    except OSError:
+        dest.unlink(missing_ok=True)
+        return False

@@ -1,0 +1,201 @@
+"""Apply a Plan: build each changed workspace in a staging directory, then switch it in.
+
+Each workspace is built beside its target (same volume) from the store and from the files of
+the current workspace that already match; only a complete, checked staging directory is
+switched in, by an atomic exchange where the kernel offers one. A failure at any point leaves
+the previous workspace as it was.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DiskError, IntegrityError
+from .workspace import SENTINEL, STAGING, walk
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+@dataclass
+class WorkspaceResult:
+    name: str
+    op: str
+    added: int = 0
+    replaced: int = 0
+    deleted: int = 0
+    kept: int = 0
+    bytes_written: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SyncResult:
+    workspaces: list[WorkspaceResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"workspaces": [w.to_dict() for w in self.workspaces]}
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def staging_root(home: Path) -> Path:
+    return home / STAGING
+
+
+def recover(home: Path) -> list[str]:
+    """Clean what an interrupted sync left under home: restore a workspace that was moved
+    aside but not replaced, and drop half-built staging directories. Call under the sync lock."""
+    root = staging_root(home)
+    notes = []
+    if not root.is_dir():
+        return notes
+    for entry in sorted(root.iterdir()):
+        if entry.name.endswith(".lock"):
+            continue
+        parts = entry.name.rsplit(".", 2)  # "<workspace>.<new|old|gone>.<hex>"
+        name, kind = (parts[0], parts[1]) if len(parts) == 3 else (entry.name, "")
+        target = home / name
+        if kind == "old" and not target.exists():
+            os.replace(entry, target)
+            notes.append(f"restored {name} from an interrupted switch")
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        if entry.exists():
+            entry.unlink(missing_ok=True)
+        notes.append(f"removed staging leftover {entry.name}")
+    return notes
+
+
+def switch_in(staging: Path, target: Path) -> None:
+    """Put the finished staging dir at target; the old target (if any) is removed after."""
+    parent = target.parent
+    if target.exists() or target.is_symlink():
+        if _exchange(staging, target):
+            _fsync_dir(parent)
+            shutil.rmtree(staging)
+            return
+        aside = staging.with_name(f"{target.name}.old.{uuid.uuid4().hex[:8]}")
+        os.replace(target, aside)
+        os.replace(staging, target)
+        _fsync_dir(parent)
+        shutil.rmtree(aside)
+        return
+    os.replace(staging, target)
+    _fsync_dir(parent)
+
+
+def build_workspace(wplan, locked, target: Path, sentinel: str, fetcher, link: str, jobs: int,
+                    progress=None) -> WorkspaceResult:
+    """Stage one workspace (create or update) and switch it in."""
+    home = target.parent
+    stage_dir = staging_root(home)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    staging = stage_dir / f"{target.name}.new.{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    result = WorkspaceResult(wplan.name, wplan.op)
+    by_path = {f.path: f for f in locked.files}
+    ops = {a.path: a.op for a in wplan.files}
+    try:
+        todo = [f for f in locked.files if ops.get(f.path) in ("add", "replace")]
+        task = progress.task(f"{wplan.name}", sum(f.size for f in todo)) if progress else None
+
+        def fetch_one(entry):
+            fetcher.ensure(locked.source, entry, on_bytes=task.advance if task else None)
+            dest = staging / entry.path
+            fetcher.store.materialize(entry.hex, dest, link=link)
+            if link != "hardlink":
+                _fsync_file(dest)
+            return entry
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for entry in pool.map(fetch_one, todo):
+                result.bytes_written += entry.size
+                if ops[entry.path] == "add":
+                    result.added += 1
+                else:
+                    result.replaced += 1
+        for path, op in ops.items():
+            if op == "keep":
+                dest = staging / path
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(target / path, dest)
+                except OSError:
+                    shutil.copyfile(target / path, dest)
+                result.kept += 1
+            elif op == "delete":
+                result.deleted += 1
+        (staging / SENTINEL).write_text(sentinel, encoding="utf-8")
+        _fsync_file(staging / SENTINEL)
+        _check_staging(staging, by_path)
+        _fsync_dir(staging)
+        switch_in(staging, target)
+    except BaseException as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise DiskError(
+                f"not enough space to build {wplan.name} under {home}",
+                hint="free some space; the previous workspace is unchanged",
+            ) from None
+        raise
+    return result
+
+
+def _check_staging(staging: Path, by_path: dict) -> None:
+    """The staged tree holds exactly the locked files, at their locked sizes."""
+    found = walk(staging)
+    if set(found) != set(by_path):
+        diff = sorted(set(found) ^ set(by_path))
+        raise IntegrityError(f"staging {staging.name}: file set differs from the lock: {diff[:5]}")
+    for path, (kind, st) in found.items():
+        if kind != "file" or st.st_size != by_path[path].size:
+            raise IntegrityError(f"staging {staging.name}: {path} has the wrong size or type")
+
+
+def remove_workspace(target: Path) -> None:
+    aside = staging_root(target.parent) / f"{target.name}.gone.{uuid.uuid4().hex[:8]}"
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(target, aside)
+    _fsync_dir(target.parent)
+    shutil.rmtree(aside)

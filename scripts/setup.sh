@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything mlxk and its tests need on a fresh Debian machine; quick when done already.
+#   .venv/       mlxk itself, editable, with the cpu (mlx, mlx-lm) and test extras
+#   .venv-olah/  olah, the self-hosted Hugging Face mirror the tests serve repos from
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+if ! command -v git-lfs >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git-lfs >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git-lfs >/dev/null
+  fi
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[cpu,test]'
+
+[ -x .venv-olah/bin/olah-cli ] || { "$PY" -m venv .venv-olah &&
+  .venv-olah/bin/python -m pip install -q --disable-pip-version-check olah==0.5.4; }
