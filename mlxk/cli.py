@@ -39,8 +39,13 @@ def command(name: str):
 
     def decorate(fn):
         @click.option("--json", "json_mode", is_flag=True, help=JSON_HELP)
-        @click.option("-f", "--file", "file", type=click.Path(dir_okay=False),
-                      help="The manifest (default: ./models.yaml).")
+        @click.option(
+            "-f",
+            "--file",
+            "file",
+            type=click.Path(dir_okay=False),
+            help="The manifest (default: ./models.yaml).",
+        )
         @functools.wraps(fn)
         def run(json_mode: bool, file, **kwargs):
             from .output import UI, emit_json, envelope
@@ -59,10 +64,14 @@ def command(name: str):
                 ui.close()
                 if os.environ.get("MLXK_DEBUG"):
                     raise
-                _fail(name, json_mode, MlxkError(
-                    f"internal error: {type(e).__name__}: {e}",
-                    hint="set MLXK_DEBUG=1 for a traceback and report it",
-                ))
+                _fail(
+                    name,
+                    json_mode,
+                    MlxkError(
+                        f"internal error: {type(e).__name__}: {e}",
+                        hint="set MLXK_DEBUG=1 for a traceback and report it",
+                    ),
+                )
             ui.close()
             if json_mode:
                 emit_json(envelope(name, outcome.status, outcome.data))
@@ -97,9 +106,16 @@ def cli():
 
 
 @cli.command("lock")
-@click.option("--upgrade", "upgrade", is_flag=False, flag_value=ALL, default=None,
-              multiple=True, metavar="[NAME]",
-              help="Re-resolve revisions: all workspaces, or only NAME (repeatable).")
+@click.option(
+    "--upgrade",
+    "upgrade",
+    is_flag=False,
+    flag_value=ALL,
+    default=None,
+    multiple=True,
+    metavar="[NAME]",
+    help="Re-resolve revisions: all workspaces, or only NAME (repeatable).",
+)
 @click.option("--jobs", "-j", type=int, default=None, help="Parallel file fetches.")
 @command("lock")
 def lock_cmd(ui, file, upgrade, jobs):
@@ -135,8 +151,12 @@ def plan_cmd(ui, file, prune):
 @click.option("--offline", is_flag=True, help="No network: only the store (and bundles).")
 @click.option("--prune", is_flag=True, help="Remove managed workspaces that are not in the lock.")
 @click.option("--jobs", "-j", type=int, default=None, help="Parallel downloads (default 4).")
-@click.option("--link", type=click.Choice(["copy", "hardlink"]), default="copy",
-              help="How files come from the store: copy (reflink where possible) or hardlink.")
+@click.option(
+    "--link",
+    type=click.Choice(["copy", "hardlink"]),
+    default="copy",
+    help="How files come from the store: copy (reflink where possible) or hardlink.",
+)
 @command("sync")
 def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link):
     """Make the workspaces on disk match the lock (locking first if it is missing or stale)."""
@@ -148,8 +168,14 @@ def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link):
 
 
 @cli.command("verify")
-@click.option("--workspace", "-w", "names", multiple=True, metavar="NAME",
-              help="Verify only this workspace (repeatable).")
+@click.option(
+    "--workspace",
+    "-w",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="Verify only this workspace (repeatable).",
+)
 @click.option("--jobs", "-j", type=int, default=None, help="Parallel hashing threads.")
 @command("verify")
 def verify_cmd(ui, file, names, jobs):

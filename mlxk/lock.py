@@ -218,7 +218,9 @@ def loads(text: str, label: str = "mlxk.lock") -> Lock:
         ) from None
     version = reader.get(raw, "lock_version", int, "(top level)")
     if version != LOCK_VERSION:
-        reader.fail("lock_version", f"unsupported version {version} (this mlxk reads {LOCK_VERSION})")
+        reader.fail(
+            "lock_version", f"unsupported version {version} (this mlxk reads {LOCK_VERSION})"
+        )
     workspaces = reader.get(raw, "workspaces", dict, "(top level)")
     return Lock(
         manifest_digest=reader.get(raw, "manifest_digest", str, "(top level)"),

@@ -219,6 +219,7 @@ def _validate(data, label: str, values: dict, keys: dict) -> None:
     errors = list(validator.iter_errors(data))
     if not errors:
         return
+
     # Report the first error in the file (a person fixes top-down); among errors at one
     # place, the most relevant one by jsonschema's own ranking.
     def first(err):
@@ -300,8 +301,9 @@ def parse_manifest(text: str, path: Path) -> Manifest:
     if node is None:
         raise ManifestError(f"{label}:1:1: (top level): the manifest is empty")
     if not isinstance(data, dict):
-        raise ManifestError(f"{label}:1:1: (top level): expected a mapping with 'version' and "
-                            "'workspaces'")
+        raise ManifestError(
+            f"{label}:1:1: (top level): expected a mapping with 'version' and 'workspaces'"
+        )
     _validate(data, label, values, keys)
 
     root = path.parent

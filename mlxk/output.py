@@ -112,8 +112,14 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
-_WS_SIGN = {"create": "+", "update": "~", "remove": "-", "unchanged": " ", "blocked": "!",
-            "orphan": "?"}
+_WS_SIGN = {
+    "create": "+",
+    "update": "~",
+    "remove": "-",
+    "unchanged": " ",
+    "blocked": "!",
+    "orphan": "?",
+}
 _FILE_SIGN = {"add": "+", "replace": "~", "delete": "-"}
 
 
@@ -144,14 +150,16 @@ def render_verify(verification) -> str:
     lines = []
     for w in verification.workspaces:
         mark = "ok" if w.status == "ok" else w.status.upper()
-        lines.append(f"{mark:9} {w.name} ({w.path}): {w.files_checked} files, "
-                     f"{human_size(w.bytes_checked)}")
+        lines.append(
+            f"{mark:9} {w.name} ({w.path}): {w.files_checked} files, {human_size(w.bytes_checked)}"
+        )
         for p in w.problems:
             lines.append(f"    {p.problem:10} {p.path}  ({p.detail})")
     n_bad = sum(1 for w in verification.workspaces if w.status != "ok")
     total = len(verification.workspaces)
     lines.append(
-        f"Verified: all {total} workspace(s) match the lock." if not n_bad
+        f"Verified: all {total} workspace(s) match the lock."
+        if not n_bad
         else f"Drift: {n_bad} of {total} workspace(s) differ from the lock."
     )
     return "\n".join(lines)
@@ -160,8 +168,10 @@ def render_verify(verification) -> str:
 def render_lock(result) -> str:
     lines = []
     for name, info in result.to_dict()["workspaces"].items():
-        lines.append(f"{info['action']:9} {name}: {info['source']}, {info['files']} files, "
-                     f"{human_size(info['bytes'])}")
+        lines.append(
+            f"{info['action']:9} {name}: {info['source']}, {info['files']} files, "
+            f"{human_size(info['bytes'])}"
+        )
     lines.append(f"{'Wrote' if result.written else 'Unchanged:'} mlxk.lock")
     return "\n".join(lines)
 
@@ -173,8 +183,10 @@ def render_sync(report) -> str:
     for note in report.notes:
         lines.append(f"note: {note}")
     for w in report.result.workspaces:
-        lines.append(f"{w.op:9} {w.name}: +{w.added} ~{w.replaced} -{w.deleted} ={w.kept} "
-                     f"({human_size(w.bytes_written)} written)")
+        lines.append(
+            f"{w.op:9} {w.name}: +{w.added} ~{w.replaced} -{w.deleted} ={w.kept} "
+            f"({human_size(w.bytes_written)} written)"
+        )
     unchanged = [w.name for w in report.plan.workspaces if w.op == "unchanged"]
     orphans = [w.name for w in report.plan.workspaces if w.op == "orphan"]
     if orphans:

@@ -85,9 +85,7 @@ class Plan:
 
 def plan_workspace(name: str, locked, state, expected_sentinel: str) -> WorkspacePlan:
     if not state.exists:
-        files = tuple(
-            FileAction(f.path, "add", "not on disk", f.size) for f in locked.files
-        )
+        files = tuple(FileAction(f.path, "add", "not on disk", f.size) for f in locked.files)
         return WorkspacePlan(name, "create", "workspace not on disk", files)
     if not state.managed:
         return WorkspacePlan(
@@ -101,7 +99,9 @@ def plan_workspace(name: str, locked, state, expected_sentinel: str) -> Workspac
     actions = [FileAction(p, "keep", "matches the lock", by_path[p].size) for p in diff.matching]
     for problem in diff.problems:
         if problem.problem == "missing":
-            actions.append(FileAction(problem.path, "add", problem.detail, by_path[problem.path].size))
+            actions.append(
+                FileAction(problem.path, "add", problem.detail, by_path[problem.path].size)
+            )
         elif problem.problem == "extra":
             actions.append(FileAction(problem.path, "delete", problem.detail))
         else:
@@ -111,8 +111,9 @@ def plan_workspace(name: str, locked, state, expected_sentinel: str) -> Workspac
     actions.sort(key=lambda a: a.path)
     changed = [a for a in actions if a.op != "keep"]
     if changed:
-        return WorkspacePlan(name, "update", f"{len(changed)} file(s) differ from the lock",
-                             tuple(actions))
+        return WorkspacePlan(
+            name, "update", f"{len(changed)} file(s) differ from the lock", tuple(actions)
+        )
     if state.sentinel_text != expected_sentinel:
         return WorkspacePlan(name, "update", "sentinel out of date", tuple(actions))
     return WorkspacePlan(name, "unchanged", "matches the lock", tuple(actions))
@@ -121,12 +122,16 @@ def plan_workspace(name: str, locked, state, expected_sentinel: str) -> Workspac
 def make_plan(lock, states: dict, sentinels: dict, orphans: dict, prune: bool = False) -> Plan:
     """states/sentinels: per locked workspace; orphans: {name: state} of managed dirs under
     home whose workspace is not in the lock."""
-    plans = [plan_workspace(n, lock.workspaces[n], states[n], sentinels[n])
-             for n in sorted(lock.workspaces)]
+    plans = [
+        plan_workspace(n, lock.workspaces[n], states[n], sentinels[n])
+        for n in sorted(lock.workspaces)
+    ]
     for name, state in sorted(orphans.items()):
         if prune:
-            files = tuple(FileAction(p, "delete", "workspace not in the lock", f.size)
-                          for p, f in sorted(state.files.items()))
+            files = tuple(
+                FileAction(p, "delete", "workspace not in the lock", f.size)
+                for p, f in sorted(state.files.items())
+            )
             plans.append(WorkspacePlan(name, "remove", "not in the lock (--prune)", files))
         else:
             plans.append(WorkspacePlan(name, "orphan", "not in the lock; kept (--prune removes)"))

@@ -151,13 +151,17 @@ class Project:
         written = lockfile.write(self.lock_path, new)
         return LockResult(new, actions, written)
 
-    def current_lock(self, locked: bool = False, frozen: bool = False) -> tuple[Lock, LockResult | None]:
-        """The lock to act on: as is (--frozen), checked fresh (--locked), else re-locked if stale."""
+    def current_lock(
+        self, locked: bool = False, frozen: bool = False
+    ) -> tuple[Lock, LockResult | None]:
+        """The lock to act on: as is (--frozen), checked (--locked), else re-locked if stale."""
         lock = self.read_lock()
         if frozen:
             if lock is None:
-                raise LockError(f"{self.lock_path.name}: no lock file (--frozen uses it as is)",
-                                hint="run `mlxk lock` first")
+                raise LockError(
+                    f"{self.lock_path.name}: no lock file (--frozen uses it as is)",
+                    hint="run `mlxk lock` first",
+                )
             return lock, None
         reasons = stale_reasons(self.manifest, lock)
         if locked:
@@ -197,8 +201,9 @@ class Project:
         return make_plan(lock, states, sentinels, self.orphans(lock), prune=prune)
 
     # ------------------------------------------------------------ sync
-    def sync(self, locked: bool = False, frozen: bool = False, prune: bool = False,
-             link: str = "copy") -> SyncReport:
+    def sync(
+        self, locked: bool = False, frozen: bool = False, prune: bool = False, link: str = "copy"
+    ) -> SyncReport:
         if link not in ("copy", "hardlink"):
             raise UserError(f"--link: unknown mode {link!r} (copy or hardlink)")
         flock = self._exclusive()
@@ -214,8 +219,16 @@ class Project:
                 if wplan.op in ("create", "update"):
                     ws = lock.workspaces[wplan.name]
                     result.workspaces.append(
-                        build_workspace(wplan, ws, target, sentinel_text(wplan.name, ws),
-                                        self.fetcher, link, self.jobs, progress=self.ui)
+                        build_workspace(
+                            wplan,
+                            ws,
+                            target,
+                            sentinel_text(wplan.name, ws),
+                            self.fetcher,
+                            link,
+                            self.jobs,
+                            progress=self.ui,
+                        )
                     )
                 elif wplan.op == "remove":
                     remove_workspace(target)
@@ -235,8 +248,9 @@ class Project:
             ws = lock.workspaces[name]
             state = self.scan_workspace(name)
             reports.append(
-                verify_workspace(name, ws, state, sentinel_text(name, ws),
-                                 self.shown(self.workspace_path(name)))
+                verify_workspace(
+                    name, ws, state, sentinel_text(name, ws), self.shown(self.workspace_path(name))
+                )
             )
         return Verification(tuple(reports))
 

@@ -28,8 +28,11 @@ def stale_reasons(manifest: Manifest, lock: Lock | None) -> list[str]:
             reasons.append(f"{name}: not in the lock")
         elif locked.spec_digest != spec.digest():
             reasons.append(f"{name}: changed in the manifest since it was locked")
-    reasons += [f"{n}: in the lock but not in the manifest" for n in sorted(lock.workspaces)
-                if n not in manifest.workspaces]
+    reasons += [
+        f"{n}: in the lock but not in the manifest"
+        for n in sorted(lock.workspaces)
+        if n not in manifest.workspaces
+    ]
     return reasons or ["manifest digest differs"]
 
 
@@ -101,8 +104,9 @@ def resolve(
     """Return the new lock and, per workspace, what happened: kept / resolved / upgraded."""
     unknown = set(upgrade) - set(manifest.workspaces) if isinstance(upgrade, frozenset) else ()
     if unknown:
-        raise UserError(f"--upgrade: no workspace named {', '.join(sorted(unknown))} in the "
-                        f"manifest")
+        raise UserError(
+            f"--upgrade: no workspace named {', '.join(sorted(unknown))} in the manifest"
+        )
     workspaces = {}
     actions = {}
     for name, spec in sorted(manifest.workspaces.items()):

@@ -125,8 +125,9 @@ def switch_in(staging: Path, target: Path) -> None:
     _fsync_dir(parent)
 
 
-def build_workspace(wplan, locked, target: Path, sentinel: str, fetcher, link: str, jobs: int,
-                    progress=None) -> WorkspaceResult:
+def build_workspace(
+    wplan, locked, target: Path, sentinel: str, fetcher, link: str, jobs: int, progress=None
+) -> WorkspaceResult:
     """Stage one workspace (create or update) and switch it in."""
     home = target.parent
     stage_dir = staging_root(home)

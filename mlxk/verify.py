@@ -40,9 +40,7 @@ def diff_files(expected: tuple[FileEntry, ...], actual: dict) -> FileDiff:
         elif got.kind != "file":
             problems.append(FileProblem(path, "not_a_file", f"is a {got.kind}, locked a file"))
         elif got.size != exp.size:
-            problems.append(
-                FileProblem(path, "modified", f"size {got.size}, locked {exp.size}")
-            )
+            problems.append(FileProblem(path, "modified", f"size {got.size}, locked {exp.size}"))
         elif got.hash != exp.hash:
             problems.append(
                 FileProblem(path, "modified", f"sha256 {got.hash[7:19]}…, locked {exp.hex[:12]}…")

@@ -48,20 +48,32 @@ def test_content_hash_is_sha256sum_of_a_sorted_listing():
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda d: d["workspaces"]["m"]["source"]["files"][0].update(hash="sha256:" + "9" * 64),
-         "content_hash: does not match the file hashes listed"),
-        (lambda d: d["workspaces"]["m"]["source"]["files"][0].update(hash="md5:abc"),
-         "files[0].hash: not a sha256"),
-        (lambda d: d["workspaces"]["m"]["source"]["files"][0].update(path="../../etc/passwd"),
-         "files[0].path: unsafe path"),
-        (lambda d: d["workspaces"]["m"]["source"]["files"][1].update(path="/abs"),
-         "files[1].path: unsafe path"),
-        (lambda d: d["workspaces"]["m"]["source"].update(commit="main"),
-         "source.commit: not a 40-hex commit"),
+        (
+            lambda d: d["workspaces"]["m"]["source"]["files"][0].update(hash="sha256:" + "9" * 64),
+            "content_hash: does not match the file hashes listed",
+        ),
+        (
+            lambda d: d["workspaces"]["m"]["source"]["files"][0].update(hash="md5:abc"),
+            "files[0].hash: not a sha256",
+        ),
+        (
+            lambda d: d["workspaces"]["m"]["source"]["files"][0].update(path="../../etc/passwd"),
+            "files[0].path: unsafe path",
+        ),
+        (
+            lambda d: d["workspaces"]["m"]["source"]["files"][1].update(path="/abs"),
+            "files[1].path: unsafe path",
+        ),
+        (
+            lambda d: d["workspaces"]["m"]["source"].update(commit="main"),
+            "source.commit: not a 40-hex commit",
+        ),
         (lambda d: d.update(lock_version=99), "unsupported version 99"),
         (lambda d: d["workspaces"]["m"].pop("content_hash"), "missing 'content_hash'"),
-        (lambda d: d["workspaces"]["m"]["source"]["files"][0].update(size="10"),
-         "files[0].size: expected int"),
+        (
+            lambda d: d["workspaces"]["m"]["source"]["files"][0].update(size="10"),
+            "files[0].size: expected int",
+        ),
     ],
 )
 def test_hand_edited_locks_are_refused_with_the_field(edit, message):

@@ -119,15 +119,21 @@ def test_digest_ignores_key_order_and_home_but_not_content():
         ),
         ("version: 1\nversion: 1\n", "models.yaml:2:1: version: duplicate key 'version'"),
         ("version: 1\nworkspaces:\n  ../up:\n    source: hf://o/m\n", "bad workspace name '../up'"),
-        ("version: 1\nworkspaces:\n  a: {source: 'path:x'}\nhome: /abs\n",
-         "models.yaml:4:7: home: '/abs' must be a relative path inside the project"),
-        ("version: 1\nworkspaces:\n  a: {source: 'path:x'}\nhome: ../out\n",
-         "home: '../out' must be a relative path"),
+        (
+            "version: 1\nworkspaces:\n  a: {source: 'path:x'}\nhome: /abs\n",
+            "models.yaml:4:7: home: '/abs' must be a relative path inside the project",
+        ),
+        (
+            "version: 1\nworkspaces:\n  a: {source: 'path:x'}\nhome: ../out\n",
+            "home: '../out' must be a relative path",
+        ),
         ("", "models.yaml:1:1: (top level): the manifest is empty"),
         ("- a\n- b\n", "(top level): expected a mapping"),
         ("version: 1\nworkspaces: [\n", "models.yaml:3:1: invalid YAML"),
-        ("version: 1\nworkspaces:\n  a:\n    include: ['*']\n",
-         "models.yaml:4:5: workspaces.a: 'source' is required"),
+        (
+            "version: 1\nworkspaces:\n  a:\n    include: ['*']\n",
+            "models.yaml:4:5: workspaces.a: 'source' is required",
+        ),
     ],
 )
 def test_errors_name_file_line_column_and_field(text, expected):

@@ -14,26 +14,38 @@ B = FileEntry("w/b.safetensors", 5, "sha256:" + "b" * 64)
 
 
 def locked(*files) -> LockedWorkspace:
-    return LockedWorkspace("m", "sha256:" + "0" * 64,
-                           LockedSource("path", tuple(files), path="src"),
-                           workspace_content_hash(files))
+    return LockedWorkspace(
+        "m",
+        "sha256:" + "0" * 64,
+        LockedSource("path", tuple(files), path="src"),
+        workspace_content_hash(files),
+    )
 
 
 def state(files: dict, sentinel="S", exists=True) -> WorkspaceState:
-    return WorkspaceState(Path("/h/m"), exists, sentinel, {"managed": True} if sentinel else None,
-                          files)
+    return WorkspaceState(
+        Path("/h/m"), exists, sentinel, {"managed": True} if sentinel else None, files
+    )
 
 
 def disk(entry: FileEntry, **over) -> DiskFile:
-    return DiskFile(size=over.get("size", entry.size), hash=over.get("hash", entry.hash),
-                    kind=over.get("kind", "file"))
+    return DiskFile(
+        size=over.get("size", entry.size),
+        hash=over.get("hash", entry.hash),
+        kind=over.get("kind", "file"),
+    )
 
 
 def test_diff_reports_each_kind_of_difference_sorted():
-    d = diff_files((A, B), {"a.json": disk(A, hash="sha256:" + "f" * 64),
-                            "zz": DiskFile(1, "sha256:" + "c" * 64)})
+    d = diff_files(
+        (A, B),
+        {"a.json": disk(A, hash="sha256:" + "f" * 64), "zz": DiskFile(1, "sha256:" + "c" * 64)},
+    )
     assert [(p.path, p.problem) for p in d.problems] == [
-        ("a.json", "modified"), ("w/b.safetensors", "missing"), ("zz", "extra")]
+        ("a.json", "modified"),
+        ("w/b.safetensors", "missing"),
+        ("zz", "extra"),
+    ]
     d = diff_files((A,), {"a.json": DiskFile(3, None, "symlink")})
     assert d.problems[0].problem == "not_a_file"
     d = diff_files((A,), {"a.json": disk(A, size=4)})
@@ -41,8 +53,10 @@ def test_diff_reports_each_kind_of_difference_sorted():
 
 
 def test_plan_create_update_unchanged_blocked_orphan():
-    lock = Lock("sha256:" + "0" * 64, {"new": locked(A), "same": locked(A, B),
-                                       "drift": locked(A, B), "theirs": locked(A)})
+    lock = Lock(
+        "sha256:" + "0" * 64,
+        {"new": locked(A), "same": locked(A, B), "drift": locked(A, B), "theirs": locked(A)},
+    )
     states = {
         "new": state({}, exists=False),
         "same": state({"a.json": disk(A), "w/b.safetensors": disk(B)}),
@@ -53,11 +67,19 @@ def test_plan_create_update_unchanged_blocked_orphan():
     orphan = state({"x": DiskFile(1, "sha256:" + "e" * 64)})
     plan = make_plan(lock, states, sentinels, {"old": orphan})
     ops = {w.name: w.op for w in plan.workspaces}
-    assert ops == {"new": "create", "same": "unchanged", "drift": "update", "theirs": "blocked",
-                   "old": "orphan"}
+    assert ops == {
+        "new": "create",
+        "same": "unchanged",
+        "drift": "update",
+        "theirs": "blocked",
+        "old": "orphan",
+    }
     drift = next(w for w in plan.workspaces if w.name == "drift")
     assert {(f.path, f.op) for f in drift.files} == {
-        ("a.json", "replace"), ("w/b.safetensors", "add"), ("extra", "delete")}
+        ("a.json", "replace"),
+        ("w/b.safetensors", "add"),
+        ("extra", "delete"),
+    }
     assert plan.has_changes
     assert plan.summary()["bytes_to_write"] == 3 + 3 + 5
     pruned = make_plan(lock, states, sentinels, {"old": orphan}, prune=True)

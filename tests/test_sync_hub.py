@@ -21,8 +21,11 @@ def test_lock_resolves_branch_and_tag_to_commits_with_every_hash(
     first = hub.create_repo(repo, demo_files)
     hub.tag(repo, "v1")
     second = hub.commit(repo, {"config.json": demo_files["config.json"] + b"\n"})
-    m = manifest_for(tmp_path, f"  at-main:\n    source: hf://{repo}@main\n"
-                               f"  at-tag:\n    source: {{hf: {repo}, revision: v1}}\n")
+    m = manifest_for(
+        tmp_path,
+        f"  at-main:\n    source: hf://{repo}@main\n"
+        f"  at-tag:\n    source: {{hf: {repo}, revision: v1}}\n",
+    )
     res = mlxk("lock", "-f", m, "--json")
     assert res.exit_code == 0, res
     lock = lockfile.read(tmp_path / "mlxk.lock")
@@ -84,10 +87,16 @@ def test_include_exclude_select_files(hub, hf_env, tmp_path, mlxk, demo_files):
     )
     assert mlxk("sync", "-f", m).exit_code == 0
     got = sorted(p.name for p in (tmp_path / "models" / "m").iterdir())
-    assert got == [".mlxk_workspace.json", "config.json", "model.safetensors", "tokenizer.json",
-                   "tokenizer_config.json"]
-    bad = manifest_for(tmp_path / "b", f"  m:\n    source: hf://{repo}@main\n"
-                                       "    include: ['*.gguf']\n")
+    assert got == [
+        ".mlxk_workspace.json",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    bad = manifest_for(
+        tmp_path / "b", f"  m:\n    source: hf://{repo}@main\n    include: ['*.gguf']\n"
+    )
     res = mlxk("lock", "-f", bad)
     assert res.exit_code == 2 and "include/exclude select no files" in res.stderr
 
@@ -97,8 +106,9 @@ def test_moved_branch_is_kept_until_upgrade(hub, hf_env, tmp_path, mlxk, demo_fi
     first = hub.create_repo(repo, demo_files)
     other = unique_repo_id()
     hub.create_repo(other, demo_files)
-    m = manifest_for(tmp_path, f"  a:\n    source: hf://{repo}@main\n"
-                               f"  b:\n    source: hf://{other}@main\n")
+    m = manifest_for(
+        tmp_path, f"  a:\n    source: hf://{repo}@main\n  b:\n    source: hf://{other}@main\n"
+    )
     assert mlxk("sync", "-f", m).exit_code == 0
     second = hub.commit(repo, {"README.md": b"new readme\n"})
     hub.commit(other, {"README.md": b"moved too\n"})
@@ -116,8 +126,16 @@ def test_moved_branch_is_kept_until_upgrade(hub, hf_env, tmp_path, mlxk, demo_fi
     assert [(f["path"], f["op"]) for f in a["files"]] == [("README.md", "replace")]
     res = mlxk("sync", "-f", m, "--json")
     assert res.json["data"]["workspaces"] == [
-        {"name": "a", "op": "update", "added": 0, "replaced": 1, "deleted": 0,
-         "kept": len(demo_files), "bytes_written": len(b"new readme\n")}]
+        {
+            "name": "a",
+            "op": "update",
+            "added": 0,
+            "replaced": 1,
+            "deleted": 0,
+            "kept": len(demo_files),
+            "bytes_written": len(b"new readme\n"),
+        }
+    ]
     assert (tmp_path / "models" / "a" / "README.md").read_bytes() == b"new readme\n"
     res = mlxk("lock", "-f", m, "--upgrade", "--json")
     assert res.json["data"]["workspaces"]["b"]["action"] == "upgraded"

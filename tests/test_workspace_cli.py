@@ -32,35 +32,51 @@ def problems(res):
 @pytest.mark.parametrize(
     "tamper, expected",
     [
-        (lambda ws: ws.joinpath("config.json").write_bytes(
-            bytes([ws.joinpath("config.json").read_bytes()[0] ^ 1])
-            + ws.joinpath("config.json").read_bytes()[1:]),
-         {("config.json", "modified")}),
-        (lambda ws: os.truncate(ws / "model.safetensors", 100),
-         {("model.safetensors", "modified")}),
+        (
+            lambda ws: ws.joinpath("config.json").write_bytes(
+                bytes([ws.joinpath("config.json").read_bytes()[0] ^ 1])
+                + ws.joinpath("config.json").read_bytes()[1:]
+            ),
+            {("config.json", "modified")},
+        ),
+        (
+            lambda ws: os.truncate(ws / "model.safetensors", 100),
+            {("model.safetensors", "modified")},
+        ),
         (lambda ws: (ws / "tokenizer.json").unlink(), {("tokenizer.json", "missing")}),
         (lambda ws: (ws / "notes.txt").write_text("mine"), {("notes.txt", "extra")}),
-        (lambda ws: os.rename(ws / "README.md", ws / "README.txt"),
-         {("README.md", "missing"), ("README.txt", "extra")}),
-        (lambda ws: ((ws / "config.json").unlink(),
-                     (ws / "config.json").symlink_to(ws / "tokenizer_config.json")),
-         {("config.json", "not_a_file")}),
-        (lambda ws: (ws / ".mlxk_workspace.json").write_text(
-            (ws / ".mlxk_workspace.json").read_text().replace('"sync"', '"clone"')),
-         {(".mlxk_workspace.json", "modified")}),
+        (
+            lambda ws: os.rename(ws / "README.md", ws / "README.txt"),
+            {("README.md", "missing"), ("README.txt", "extra")},
+        ),
+        (
+            lambda ws: (
+                (ws / "config.json").unlink(),
+                (ws / "config.json").symlink_to(ws / "tokenizer_config.json"),
+            ),
+            {("config.json", "not_a_file")},
+        ),
+        (
+            lambda ws: (ws / ".mlxk_workspace.json").write_text(
+                (ws / ".mlxk_workspace.json").read_text().replace('"sync"', '"clone"')
+            ),
+            {(".mlxk_workspace.json", "modified")},
+        ),
     ],
     ids=["flipped-byte", "truncated", "deleted", "added", "renamed", "symlink", "sentinel"],
 )
 def test_verify_reports_each_tampering_and_never_repairs(synced, mlxk, tamper, expected):
     m, ws = synced
     tamper(ws)
-    snapshot = {p: (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
-                for p in ws.rglob("*")}
+    snapshot = {
+        p: (p.read_bytes() if p.is_file() and not p.is_symlink() else None) for p in ws.rglob("*")
+    }
     res = mlxk("verify", "-f", m, "--json")
     assert res.exit_code == 1 and res.json["status"] == "drift"
     assert problems(res) == expected
-    assert {p: (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
-            for p in ws.rglob("*")} == snapshot  # read-only
+    assert {
+        p: (p.read_bytes() if p.is_file() and not p.is_symlink() else None) for p in ws.rglob("*")
+    } == snapshot  # read-only
     human = mlxk("verify", "-f", m)
     assert human.exit_code == 1 and "DRIFT" in human.stdout
     for path, _ in expected:
@@ -157,36 +173,52 @@ def test_plan_exit_codes_and_text(demo_dir, mlxk):
 
 
 def test_errors_are_one_line_with_exit_2(tmp_path, mlxk):
-    m = write_manifest(tmp_path, "version: 1\nworkspaces:\n  a:\n    source: hf://o/m\n"
-                                 "    steps:\n      - quantise: {bits: 4}\n")
+    m = write_manifest(
+        tmp_path,
+        "version: 1\nworkspaces:\n  a:\n    source: hf://o/m\n"
+        "    steps:\n      - quantise: {bits: 4}\n",
+    )
     res = mlxk("lock", "-f", str(m))
     assert res.exit_code == 2
     first = res.stderr.splitlines()[0]
-    assert first == ("error: models.yaml:6:9: workspaces.a.steps[0]: unknown step 'quantise' "
-                     "(did you mean 'convert'?)")
+    assert first == (
+        "error: models.yaml:6:9: workspaces.a.steps[0]: unknown step 'quantise' "
+        "(did you mean 'convert'?)"
+    )
     res = mlxk("lock", "-f", str(m), "--json")
     assert res.json["status"] == "error" and res.json["error"]["exit_code"] == 2
 
 
 def test_steps_are_refused_as_not_supported_yet(tmp_path, mlxk):
-    m = write_manifest(tmp_path, "version: 1\nworkspaces:\n  a:\n    source: path:x\n"
-                                 "    steps:\n      - convert: {quantize: {bits: 4}}\n")
+    m = write_manifest(
+        tmp_path,
+        "version: 1\nworkspaces:\n  a:\n    source: path:x\n"
+        "    steps:\n      - convert: {quantize: {bits: 4}}\n",
+    )
     res = mlxk("sync", "-f", str(m), "--json")
     assert res.exit_code == 2 and res.json["error"]["type"] == "not_supported"
     assert "steps: convert steps are not supported yet" in res.json["error"]["message"]
 
 
 def run(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "mlxk.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "mlxk.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_help_imports_neither_mlx_nor_huggingface_hub():
-    code = ("import sys\nfrom mlxk.cli import cli\n"
-            "try:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in sys.modules if m.split('.')[0] in "
-            "('mlx', 'mlx_lm', 'huggingface_hub', 'transformers', 'jsonschema')]\n"
-            "print(heavy)\n")
+    code = (
+        "import sys\nfrom mlxk.cli import cli\n"
+        "try:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in "
+        "('mlx', 'mlx_lm', 'huggingface_hub', 'transformers', 'jsonschema')]\n"
+        "print(heavy)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("[]"), out.stdout
 

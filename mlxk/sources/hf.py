@@ -126,8 +126,10 @@ class HfClient:
                 response.close()
                 status = response.status_code
                 if status in (401, 403):
-                    raise SourceError(f"{what}: access denied (HTTP {status})",
-                                      hint="set HF_TOKEN to a token with access to it")
+                    raise SourceError(
+                        f"{what}: access denied (HTTP {status})",
+                        hint="set HF_TOKEN to a token with access to it",
+                    )
                 raise SourceError(f"{what}: hub answered HTTP {status}")
             start = offset if response.status_code == 206 else 0
 
