@@ -157,13 +157,21 @@ def plan_cmd(ui, file, prune):
     default="copy",
     help="How files come from the store: copy (reflink where possible) or hardlink.",
 )
+@click.option(
+    "--rebuild",
+    "rebuild",
+    multiple=True,
+    metavar="NAME",
+    help="Rebuild NAME's steps from scratch and check every output is byte-identical "
+    "to the lock (exit 3 if not).",
+)
 @command("sync")
-def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link):
+def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, rebuild):
     """Make the workspaces on disk match the lock (locking first if it is missing or stale)."""
     from .output import render_sync
 
     project = _project(file, ui, jobs, offline=offline)
-    report = project.sync(locked=locked, frozen=frozen, prune=prune, link=link)
+    report = project.sync(locked=locked, frozen=frozen, prune=prune, link=link, rebuild=rebuild)
     return Outcome(report.to_dict(), render_sync(report))
 
 
@@ -190,6 +198,21 @@ def verify_cmd(ui, file, names, jobs):
     result = project.verify(list(names) or None)
     code = EXIT_OK if result.ok else EXIT_CHANGES
     return Outcome(result.to_dict(), render_verify(result), code, "ok" if result.ok else "drift")
+
+
+@cli.command("run")
+@click.argument("name")
+@click.argument("prompt", required=False, default="Hello")
+@click.option("--max-tokens", type=click.IntRange(1, 100_000), default=32, show_default=True)
+@click.option("--temp", type=click.FloatRange(0.0, 10.0), default=0.0, show_default=True)
+@click.option("--seed", type=int, default=None, help="Random seed for sampling.")
+@command("run")
+def run_cmd(ui, file, name, prompt, max_tokens, temp, seed):
+    """Generate from a synced workspace with the network off (HF_HUB_OFFLINE=1,
+    HF_HOME=<workspace>/.hf_cache)."""
+    project = _project(file, ui)
+    out = project.run(name, prompt, max_tokens=max_tokens, temp=temp, seed=seed)
+    return Outcome(out, out["text"])
 
 
 def main() -> None:

@@ -64,19 +64,48 @@ class LockedSource:
 
 
 @dataclass(frozen=True)
+class LockedStep:
+    """One build step as it ran: what went in, what ran it, and every byte that came out."""
+
+    kind: str  # "convert"
+    params: dict
+    converter: str  # "mlx_lm" | "mlx_vlm" | "mlx_audio"
+    tools: dict  # {package: version} of everything that decides the output bytes
+    input_digest: str  # content hash of the input file set
+    fingerprint: str  # sha256 over kind, params, converter, tools, input_digest
+    files: tuple[FileEntry, ...]
+    output_digest: str  # content hash of `files`
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "params": self.params,
+            "converter": self.converter,
+            "tools": self.tools,
+            "input_digest": self.input_digest,
+            "fingerprint": self.fingerprint,
+            "files": [f.to_dict() for f in self.files],
+            "output_digest": self.output_digest,
+        }
+
+
+@dataclass(frozen=True)
 class LockedWorkspace:
     name: str
     spec_digest: str
     source: LockedSource
     content_hash: str
-    steps: tuple[dict, ...] = ()
-    built_files: tuple[FileEntry, ...] | None = None  # final files when steps exist
+    steps: tuple[LockedStep, ...] = ()
     runtime: tuple[dict, ...] = ()
 
     @property
     def files(self) -> tuple[FileEntry, ...]:
-        """The final file set of the workspace: the built files, else the source files."""
-        return self.built_files if self.built_files is not None else self.source.files
+        """The final file set: the last step's outputs, else the source files."""
+        return self.steps[-1].files if self.steps else self.source.files
+
+    @property
+    def operation(self) -> str:
+        return "convert" if self.steps else "sync"
 
     def to_dict(self) -> dict:
         d = {
@@ -85,9 +114,7 @@ class LockedWorkspace:
             "content_hash": self.content_hash,
         }
         if self.steps:
-            d["steps"] = list(self.steps)
-        if self.built_files is not None:
-            d["files"] = [f.to_dict() for f in self.built_files]
+            d["steps"] = [s.to_dict() for s in self.steps]
         if self.runtime:
             d["runtime"] = list(self.runtime)
         return d
@@ -185,21 +212,39 @@ class _Reader:
             return LockedSource(kind="path", files=files, path=self.get(raw, "path", str, where))
         self.fail(f"{where}.kind", f"unknown source kind {kind!r}")
 
+    def step(self, raw, where: str) -> LockedStep:
+        files = self.files(self.get(raw, "files", list, where), f"{where}.files")
+        step = LockedStep(
+            kind=self.get(raw, "kind", str, where),
+            params=self.get(raw, "params", dict, where),
+            converter=self.get(raw, "converter", str, where),
+            tools=self.get(raw, "tools", dict, where),
+            input_digest=self.get(raw, "input_digest", str, where),
+            fingerprint=self.get(raw, "fingerprint", str, where),
+            files=files,
+            output_digest=self.get(raw, "output_digest", str, where),
+        )
+        if workspace_content_hash(files) != step.output_digest:
+            self.fail(f"{where}.output_digest", "does not match the file hashes listed")
+        return step
+
     def workspace(self, name: str, raw) -> LockedWorkspace:
         where = f"workspaces.{name}"
         source = self.source(self.get(raw, "source", dict, where), f"{where}.source")
-        built = None
-        if "files" in raw:
-            built = self.files(raw["files"], f"{where}.files")
+        steps = self.get(raw, "steps", list, where, optional=True) or []
         ws = LockedWorkspace(
             name=name,
             spec_digest=self.get(raw, "spec_digest", str, where),
             source=source,
             content_hash=self.get(raw, "content_hash", str, where),
-            steps=tuple(self.get(raw, "steps", list, where, optional=True) or ()),
-            built_files=built,
+            steps=tuple(self.step(st, f"{where}.steps[{i}]") for i, st in enumerate(steps)),
             runtime=tuple(self.get(raw, "runtime", list, where, optional=True) or ()),
         )
+        inputs = source.files
+        for i, st in enumerate(ws.steps):
+            if st.input_digest != workspace_content_hash(inputs):
+                self.fail(f"{where}.steps[{i}].input_digest", "is not the digest of its input")
+            inputs = st.files
         if workspace_content_hash(ws.files) != ws.content_hash:
             self.fail(
                 f"{where}.content_hash", "does not match the file hashes listed (edited by hand?)"

@@ -178,6 +178,11 @@ def render_lock(result) -> str:
 
 def render_sync(report) -> str:
     lines = []
+    for r in report.rebuilt:
+        same = sum(1 for f in r.files if f["identical"])
+        lines.append(
+            f"rebuild   {r.name}: {same}/{len(r.files)} outputs byte-identical to the lock"
+        )
     if report.locked:
         lines.append(render_lock(report.locked))
     for note in report.notes:

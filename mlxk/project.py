@@ -6,18 +6,20 @@ The CLI is a thin layer over this; tests call it directly.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from . import lock as lockfile
-from .errors import LockError, UserError
+from .build import Builder
+from .errors import IntegrityError, LockError, UserError
 from .fetch import Fetcher
 from .lock import Lock
 from .manifest import Manifest, env_path, load_manifest
 from .plan import Plan, make_plan
-from .resolve import resolve, stale_reasons
+from .resolve import resolve, stale_reasons, steps_outdated
 from .store import Store, default_store_root
 from .sync import SyncResult, build_workspace, recover, remove_workspace, staging_root
 from .verify import Verification, verify_workspace
@@ -56,6 +58,7 @@ class LockResult:
                     "source": ws.source.describe(),
                     "commit": ws.source.commit,
                     "files": len(ws.files),
+                    "steps": len(ws.steps),
                     "bytes": sum(f.size for f in ws.files),
                     "content_hash": ws.content_hash,
                 }
@@ -70,9 +73,11 @@ class SyncReport:
     plan: Plan
     result: SyncResult
     notes: list[str] = field(default_factory=list)
+    rebuilt: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
+            "rebuild": [r.to_dict() for r in self.rebuilt],
             "lock": self.locked.to_dict() if self.locked else None,
             "plan": self.plan.to_dict(),
             "workspaces": self.result.to_dict()["workspaces"],
@@ -96,6 +101,8 @@ class Project:
         self.jobs = jobs
         self.ui = ui or NullUI()
         self.fetcher = Fetcher(self.store, manifest.root, offline=offline, hf=hf)
+        self.builder = Builder(self.store, self.fetcher, ui=self.ui)
+        self._build_lock = threading.Lock()
 
     @classmethod
     def load(cls, file=None, **kwargs) -> Project:
@@ -144,6 +151,7 @@ class Project:
             self.manifest,
             old,
             self.fetcher,
+            self.builder,
             upgrade=upgrade,
             jobs=self.jobs,
             on_workspace=lambda n: self.ui.note(f"resolving {n}"),
@@ -172,7 +180,7 @@ class Project:
                     hint="run `mlxk lock` and commit the lock, or drop --locked",
                 )
             return lock, None
-        if reasons:
+        if reasons or steps_outdated(lock):
             result = self.lock()
             return result.lock, result
         return lock, None
@@ -201,8 +209,38 @@ class Project:
         return make_plan(lock, states, sentinels, self.orphans(lock), prune=prune)
 
     # ------------------------------------------------------------ sync
+    def ensurer(self, ws):
+        """For one locked workspace: how to put a file's blob in the store."""
+        if not ws.steps:
+            return lambda entry, on_bytes=None: self.fetcher.ensure(ws.source, entry, on_bytes)
+
+        def ensure(entry, on_bytes=None):
+            if not self.store.check(entry.hex, entry.size):
+                with self._build_lock:  # one rebuild serves every missing output
+                    self.builder.ensure_outputs(ws, ws.files)
+            if on_bytes:
+                on_bytes(entry.size)
+
+        return ensure
+
+    def rebuild(self, names, lock: Lock | None = None) -> list:
+        """Rebuild workspaces' steps from their locked sources; compare every output byte."""
+        lock = lock or self.current_lock(frozen=True)[0]
+        reports = []
+        for name in names:
+            ws = lock.workspaces.get(name)
+            if ws is None or not ws.steps:
+                raise UserError(f"--rebuild: {name} is not a workspace with steps in the lock")
+            reports.append(self.builder.rebuild(ws))
+        return reports
+
     def sync(
-        self, locked: bool = False, frozen: bool = False, prune: bool = False, link: str = "copy"
+        self,
+        locked: bool = False,
+        frozen: bool = False,
+        prune: bool = False,
+        link: str = "copy",
+        rebuild=(),
     ) -> SyncReport:
         if link not in ("copy", "hardlink"):
             raise UserError(f"--link: unknown mode {link!r} (copy or hardlink)")
@@ -210,6 +248,15 @@ class Project:
         try:
             notes = recover(self.home)
             lock, lock_result = self.current_lock(locked=locked, frozen=frozen)
+            rebuilt = self.rebuild(rebuild, lock) if rebuild else []
+            moved = [
+                f"{r.name}/{f['path']}" for r in rebuilt for f in r.files if not f["identical"]
+            ]
+            if moved:
+                raise IntegrityError(
+                    f"--rebuild: outputs differ from the lock: {', '.join(moved)}",
+                    hint="the build is not reproducible with the tools installed here",
+                )
             plan = self.plan(lock, prune=prune)
             if plan.blocked:
                 raise UserError("; ".join(f"{w.name}: {w.reason}" for w in plan.blocked))
@@ -218,24 +265,51 @@ class Project:
                 target = self.workspace_path(wplan.name)
                 if wplan.op in ("create", "update"):
                     ws = lock.workspaces[wplan.name]
-                    result.workspaces.append(
-                        build_workspace(
-                            wplan,
-                            ws,
-                            target,
-                            sentinel_text(wplan.name, ws),
-                            self.fetcher,
-                            link,
-                            self.jobs,
-                            progress=self.ui,
-                        )
+                    built = build_workspace(
+                        wplan,
+                        ws,
+                        target,
+                        sentinel_text(wplan.name, ws),
+                        self.store,
+                        self.ensurer(ws),
+                        link,
+                        self.jobs,
+                        progress=self.ui,
                     )
+                    result.workspaces.append(built)
                 elif wplan.op == "remove":
                     remove_workspace(target)
                     result.workspaces.append(_removed(wplan))
-            return SyncReport(lock_result, plan, result, notes)
+            return SyncReport(lock_result, plan, result, notes, rebuilt)
         finally:
             flock.release()
+
+    # ------------------------------------------------------------ run
+    def run(
+        self,
+        name: str,
+        prompt: str,
+        max_tokens: int = 32,
+        temp: float = 0.0,
+        seed: int | None = None,
+    ) -> dict:
+        """Generate from a synced workspace, offline (HF_HOME=<workspace>/.hf_cache)."""
+        from .steps.convert import generate
+
+        lock = self.current_lock(frozen=True)[0]
+        if name not in lock.workspaces:
+            raise UserError(
+                f"run: no workspace named {name!r} in the lock",
+                hint=f"workspaces: {', '.join(sorted(lock.workspaces)) or 'none'}",
+            )
+        path = self.workspace_path(name)
+        state = scan(path, jobs=self.jobs) if path.is_dir() else None
+        if state is None or not state.managed:
+            raise UserError(
+                f"run: {name} is not synced at {self.shown(path)}", hint="run `mlxk sync` first"
+            )
+        out = generate(path, prompt, max_tokens, temp, seed)
+        return {"workspace": name, "prompt": prompt, **out}
 
     # ------------------------------------------------------------ verify
     def verify(self, names: list[str] | None = None) -> Verification:

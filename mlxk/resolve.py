@@ -37,11 +37,6 @@ def stale_reasons(manifest: Manifest, lock: Lock | None) -> list[str]:
 
 
 def check_buildable(spec: WorkspaceSpec) -> None:
-    if spec.steps:
-        raise NotSupportedError(
-            f"{spec.where}: workspaces.{spec.name}.steps: convert steps are not supported yet",
-            hint="remove 'steps' for now; convert steps arrive in a later mlxk",
-        )
     if spec.runtime:
         raise NotSupportedError(
             f"{spec.where}: workspaces.{spec.name}.runtime: runtime dependencies are not "
@@ -50,7 +45,7 @@ def check_buildable(spec: WorkspaceSpec) -> None:
         )
 
 
-def resolve_workspace(spec: WorkspaceSpec, fetcher, jobs: int = 4) -> LockedWorkspace:
+def resolve_workspace(spec: WorkspaceSpec, fetcher, builder, jobs: int = 4) -> LockedWorkspace:
     check_buildable(spec)
     src = spec.source
     if isinstance(src, HfSource):
@@ -85,18 +80,39 @@ def resolve_workspace(spec: WorkspaceSpec, fetcher, jobs: int = 4) -> LockedWork
         )
     else:
         source = LockedSource(kind="path", files=files, path=src.path)
+    return with_steps(spec, source, builder)
+
+
+def with_steps(spec: WorkspaceSpec, source: LockedSource, builder, reuse=()) -> LockedWorkspace:
+    """The locked workspace: its source, then its steps run (or reused) on it."""
+    steps = builder.build(spec.steps, source, spec.name, reuse=reuse) if spec.steps else ()
+    final = steps[-1].files if steps else source.files
     return LockedWorkspace(
         name=spec.name,
         spec_digest=spec.digest(),
         source=source,
-        content_hash=workspace_content_hash(files),
+        content_hash=workspace_content_hash(final),
+        steps=steps,
     )
+
+
+def steps_outdated(lock: Lock) -> list[str]:
+    """Workspaces whose locked steps were made by other tool versions than installed now."""
+    from .build import is_current
+
+    return [
+        f"{name}: step {i + 1} was built with {step.tools}; installed tools differ"
+        for name, ws in sorted(lock.workspaces.items())
+        for i, step in enumerate(ws.steps)
+        if not is_current(step)
+    ]
 
 
 def resolve(
     manifest: Manifest,
     old: Lock | None,
     fetcher,
+    builder,
     upgrade: bool | frozenset[str] = False,
     jobs: int = 4,
     on_workspace=None,
@@ -113,12 +129,13 @@ def resolve(
         wanted = upgrade is True or (isinstance(upgrade, frozenset) and name in upgrade)
         prev = old.workspaces.get(name) if old else None
         if prev is not None and prev.spec_digest == spec.digest() and not wanted:
-            workspaces[name] = prev
-            actions[name] = "kept"
+            ws = with_steps(spec, prev.source, builder, reuse=prev.steps) if spec.steps else prev
+            workspaces[name] = ws
+            actions[name] = "kept" if ws == prev else "rebuilt"
             continue
         if on_workspace:
             on_workspace(name)
-        ws = resolve_workspace(spec, fetcher, jobs=jobs)
+        ws = resolve_workspace(spec, fetcher, builder, jobs=jobs)
         workspaces[name] = ws
         if prev is None or prev.spec_digest != spec.digest():
             actions[name] = "resolved"

@@ -155,6 +155,20 @@ class Store:
                 hasher.update(chunk)
         return hasher, have
 
+    def adopt(self, path: Path) -> tuple[int, str]:
+        """Move a file mlxk just built into the store (hashing it); returns (size, digest)."""
+        size, digest, _ = hash_file(path)
+        hexdigest = digest.removeprefix("sha256:")
+        final = self.blob_path(hexdigest)
+        if self.has(hexdigest, size):
+            path.unlink()
+        else:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, 0o444)
+            os.replace(path, final)
+        self._verified.add(hexdigest)
+        return size, digest
+
     # ------------------------------------------------------------ materialise
     def materialize(self, hexdigest: str, dest: Path, link: str = "copy") -> str:
         """Place blob at dest (a new path) by reflink, hardlink (opt-in) or copy; returns how."""

@@ -126,9 +126,12 @@ def switch_in(staging: Path, target: Path) -> None:
 
 
 def build_workspace(
-    wplan, locked, target: Path, sentinel: str, fetcher, link: str, jobs: int, progress=None
+    wplan, locked, target: Path, sentinel: str, store, ensure, link: str, jobs: int, progress=None
 ) -> WorkspaceResult:
-    """Stage one workspace (create or update) and switch it in."""
+    """Stage one workspace (create or update) and switch it in.
+
+    `ensure(entry, on_bytes)` puts a locked file's blob in the store (fetching or building).
+    """
     home = target.parent
     stage_dir = staging_root(home)
     stage_dir.mkdir(parents=True, exist_ok=True)
@@ -142,9 +145,9 @@ def build_workspace(
         task = progress.task(f"{wplan.name}", sum(f.size for f in todo)) if progress else None
 
         def fetch_one(entry):
-            fetcher.ensure(locked.source, entry, on_bytes=task.advance if task else None)
+            ensure(entry, task.advance if task else None)
             dest = staging / entry.path
-            fetcher.store.materialize(entry.hex, dest, link=link)
+            store.materialize(entry.hex, dest, link=link)
             if link != "hardlink":
                 _fsync_file(dest)
             return entry

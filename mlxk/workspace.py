@@ -38,15 +38,26 @@ def sentinel_for(name: str, locked) -> dict:
         source.update(repo=src.repo, revision=src.revision, commit=src.commit)
     else:
         source.update(path=src.path)
-    return {
+    out = {
         "managed": True,
         "mlxk_version": __version__,
         "name": name,
-        "operation": "sync",
+        "operation": locked.operation,
         "source": source,
         "content_hash": locked.content_hash,
         "hash_excludes": sorted([SENTINEL, *(d + "/" for d in EXCLUDED_DIRS), *EXCLUDED_NAMES]),
     }
+    if locked.steps:
+        out["steps"] = [
+            {
+                "kind": st.kind,
+                "params": st.params,
+                "converter": st.converter,
+                "fingerprint": st.fingerprint,
+            }
+            for st in locked.steps
+        ]
+    return out
 
 
 def sentinel_text(name: str, locked) -> str:

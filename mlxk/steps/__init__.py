@@ -1,0 +1,1 @@
+"""Build steps applied to a workspace's source snapshot (convert: quantize, dtype, dequantize)."""

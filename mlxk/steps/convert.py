@@ -1,0 +1,260 @@
+"""Convert steps: the only module that imports mlx_lm, mlx_vlm or mlx_audio.
+
+They are imported only inside a worker subprocess (`python -m mlxk.steps.convert ...`), which
+runs hermetically: on a local snapshot directory, into a fresh output directory, with
+HF_HUB_OFFLINE=1 and HF_HOME pointed at a throwaway directory, its chatter kept out of mlxk's
+own stdout. The parent process reads package versions from metadata without importing them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from ..errors import MlxkError, NotSupportedError, SourceError
+from ..hashing import canonical_json, sha256_text
+
+# converter → (distribution, module, mlxk extra that installs it)
+CONVERTERS = {
+    "mlx_lm": ("mlx-lm", "mlx_lm", "cpu"),
+    "mlx_vlm": ("mlx-vlm", "mlx_vlm", "vlm"),
+    "mlx_audio": ("mlx-audio", "mlx_audio", "audio"),
+}
+# Packages whose versions decide a step's output bytes, besides the converter itself.
+COMMON_TOOLS = ("mlx", "transformers")
+AUDIO_TYPES = frozenset(
+    {
+        "whisper",
+        "encodec",
+        "dac",
+        "snac",
+        "mimi",
+        "kokoro",
+        "sesame",
+        "csm",
+        "bark",
+        "spark",
+        "outetts",
+        "dia",
+        "orpheus",
+        "vibevoice",
+        "parakeet",
+        "voxtral",
+        "wav2vec2",
+        "llama_tts",
+    }
+)
+VISION_KEYS = ("vision_config", "vision_tower", "image_token_index", "image_token_id")
+
+
+class ConverterMissing(MlxkError):
+    kind = "converter_missing"
+
+
+class ConvertFailed(MlxkError):
+    kind = "convert_failed"
+
+
+def detect(config: dict) -> str:
+    """Which converter a model needs, from its config.json."""
+    model_type = str(config.get("model_type", "")).lower()
+    if "audio_config" in config or model_type in AUDIO_TYPES:
+        return "mlx_audio"
+    if any(k in config for k in VISION_KEYS):
+        return "mlx_vlm"
+    return "mlx_lm"
+
+
+def tool_versions(converter: str) -> dict[str, str]:
+    """Versions of the packages that run a converter (read from metadata, nothing imported)."""
+    dist, _, extra = CONVERTERS[converter]
+    out = {}
+    for name in (dist, *COMMON_TOOLS):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            raise ConverterMissing(
+                f"{converter}: package {name} is not installed",
+                hint=f"pip install 'mlxk[{extra}]'",
+            ) from None
+    return out
+
+
+def fingerprint(params: dict, converter: str, tools: dict, input_digest: str) -> str:
+    return sha256_text(
+        canonical_json(
+            {
+                "kind": "convert",
+                "params": params,
+                "converter": converter,
+                "tools": tools,
+                "input": input_digest,
+            }
+        )
+    )
+
+
+def hermetic_env(scratch: Path) -> dict[str, str]:
+    """The environment a converter sees: offline, a throwaway HF_HOME, no token."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))
+    }
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_HOME=str(scratch / "hf_home"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONHASHSEED="0",
+    )
+    return env
+
+
+def _worker(args: list[str], env: dict, what: str, log: Path | None = None) -> str:
+    cmd = [sys.executable, "-m", "mlxk.steps.convert", *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if log is not None:
+        log.write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
+        last = lines[-1] if lines else f"exit {proc.returncode}"
+        if "ModuleNotFoundError" in last:
+            raise ConverterMissing(
+                f"{what}: {last}", hint="pip install 'mlxk[cpu]' (or [vlm]/[audio])"
+            )
+        raise ConvertFailed(f"{what}: {last}", hint="see the converter log for details")
+    return proc.stdout
+
+
+def run_convert(in_dir: Path, out_dir: Path, params: dict, converter: str, what: str) -> None:
+    """Run one convert step: in_dir (a complete local snapshot) → out_dir (must not exist)."""
+    if converter not in CONVERTERS:
+        raise NotSupportedError(f"{what}: unknown converter {converter!r}")
+    with tempfile.TemporaryDirectory(prefix="mlxk-convert-") as scratch:
+        env = hermetic_env(Path(scratch))
+        _worker(["convert", converter, str(in_dir), str(out_dir), json.dumps(params)], env, what)
+
+
+def generate(ws_dir: Path, prompt: str, max_tokens: int, temp: float, seed: int | None) -> dict:
+    """Load a workspace and generate, offline, with HF_HOME=<workspace>/.hf_cache."""
+    config_path = ws_dir / "config.json"
+    try:
+        converter = detect(json.loads(config_path.read_text()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise SourceError(f"{ws_dir}: cannot read config.json ({e})") from None
+    tool_versions(converter)
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    env.update(
+        HF_HOME=str(ws_dir / ".hf_cache"),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    args = [
+        "generate",
+        converter,
+        str(ws_dir),
+        prompt,
+        str(max_tokens),
+        str(temp),
+        "" if seed is None else str(seed),
+    ]
+    out = _worker(args, env, f"run {ws_dir.name}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- worker (subprocess side)
+
+
+def _convert_kwargs(params: dict) -> dict:
+    kwargs: dict = {"trust_remote_code": False}
+    if "quantize" in params:
+        q = params["quantize"]
+        kwargs.update(
+            quantize=True,
+            q_bits=q["bits"],
+            q_group_size=q.get("group_size", 64),
+            q_mode=q.get("mode", "affine"),
+        )
+    if "dtype" in params:
+        kwargs["dtype"] = params["dtype"]
+    if params.get("dequantize"):
+        kwargs["dequantize"] = True
+    return kwargs
+
+
+def _do_convert(converter: str, src: str, dst: str, params: dict) -> None:
+    kwargs = _convert_kwargs(params)
+    if converter == "mlx_lm":
+        from mlx_lm.convert import convert
+    elif converter == "mlx_vlm":
+        from mlx_vlm.convert import convert
+    else:
+        from mlx_audio.convert import convert
+    # Converter chatter goes to stderr, which the parent keeps in its log.
+    real_stdout, sys.stdout = sys.stdout, sys.stderr
+    try:
+        convert(src, dst, **kwargs)
+    finally:
+        sys.stdout = real_stdout
+
+
+def _do_generate(
+    converter: str, path: str, prompt: str, max_tokens: int, temp: float, seed: int | None
+) -> dict:
+    import time
+
+    import mlx.core as mx
+
+    if seed is not None:
+        mx.random.seed(seed)
+    if converter != "mlx_lm":
+        raise SystemExit(f"mlxk run: {converter} models are not runnable yet")
+    from mlx_lm import generate, load
+    from mlx_lm.sample_utils import make_sampler
+
+    real_stdout, sys.stdout = sys.stdout, sys.stderr
+    try:
+        t0 = time.perf_counter()
+        model, tokenizer = load(path)
+        t1 = time.perf_counter()
+        text = generate(
+            model, tokenizer, prompt=prompt, max_tokens=max_tokens, sampler=make_sampler(temp=temp)
+        )
+        t2 = time.perf_counter()
+    finally:
+        sys.stdout = real_stdout
+    return {
+        "text": text,
+        "converter": converter,
+        "load_seconds": round(t1 - t0, 3),
+        "generate_seconds": round(t2 - t1, 3),
+    }
+
+
+def main(argv: list[str]) -> None:
+    what = argv[0]
+    if what == "convert":
+        converter, src, dst, params = argv[1:5]
+        _do_convert(converter, src, dst, json.loads(params))
+    elif what == "generate":
+        converter, path, prompt, max_tokens, temp, seed = argv[1:7]
+        result = _do_generate(
+            converter, path, prompt, int(max_tokens), float(temp), int(seed) if seed else None
+        )
+        print(json.dumps(result))
+    else:
+        raise SystemExit(f"unknown worker command {what!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
