@@ -56,15 +56,10 @@ class Builder:
             raise convert.ConvertFailed(f"{what}: no config.json in the step's input")
         return json.loads(self.store.blob_path(entry.hex).read_text(encoding="utf-8"))
 
-    def plan_step(self, kind: str, params: dict, inputs, what: str) -> tuple[str, dict, str]:
-        """(converter, tools, fingerprint) the step would have now, without running it."""
-        converter = convert.detect(self._config(inputs, what))
+    def run_step(self, kind: str, params: dict, inputs, what: str) -> LockedStep:
+        converter, options = convert.detect(self._config(inputs, what))
         tools = convert.tool_versions(converter)
         fp = convert.fingerprint(params, converter, tools, workspace_content_hash(inputs))
-        return converter, tools, fp
-
-    def run_step(self, kind: str, params: dict, inputs, what: str) -> LockedStep:
-        converter, tools, fp = self.plan_step(kind, params, inputs, what)
         if self.ui:
             self.ui.note(
                 f"{what}: converting with {converter} {tools[convert.CONVERTERS[converter][0]]}"
@@ -74,7 +69,7 @@ class Builder:
         try:
             for f in inputs:
                 self.store.materialize(f.hex, in_dir / f.path, link="hardlink")
-            convert.run_convert(in_dir, out_dir, params, converter, what)
+            convert.run_convert(in_dir, out_dir, params, converter, what, options)
             outputs = []
             for rel, (kind_, _) in sorted(walk(out_dir).items()):
                 if kind_ != "file":

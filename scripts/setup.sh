@@ -15,7 +15,7 @@ if ! command -v git-lfs >/dev/null 2>&1; then
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[cpu,test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[cpu,vlm,audio,test]'
 
 [ -x .venv-olah/bin/olah-cli ] || { "$PY" -m venv .venv-olah &&
   .venv-olah/bin/python -m pip install -q --disable-pip-version-check olah==0.5.4; }

@@ -214,11 +214,13 @@ def test_two_steps_run_in_order(tmp_path, mlxk):
 @pytest.mark.parametrize(
     "config, converter",
     [
-        ({"model_type": "llama"}, "mlx_lm"),
-        ({"model_type": "qwen2_vl", "vision_config": {}}, "mlx_vlm"),
-        ({"model_type": "llava", "image_token_index": 32000}, "mlx_vlm"),
-        ({"model_type": "whisper"}, "mlx_audio"),
-        ({"model_type": "x", "audio_config": {}}, "mlx_audio"),
+        ({"model_type": "llama"}, ("mlx_lm", {})),
+        ({"model_type": "qwen2", "vision_config": {}}, ("mlx_lm", {})),  # empty: text model
+        ({"model_type": "llava", "vision_config": {"hidden_size": 8}}, ("mlx_vlm", {})),
+        ({"model_type": "llava", "image_token_index": 32000}, ("mlx_vlm", {})),
+        ({"model_type": "whisper"}, ("mlx_audio", {"model_domain": "stt"})),
+        ({"model_type": "kokoro"}, ("mlx_audio", {"model_domain": "tts"})),
+        ({"model_type": "glm"}, ("mlx_lm", {})),  # also an mlx-audio alias; mlx-lm has it
     ],
 )
 def test_dispatch_by_config(config, converter):

@@ -27,13 +27,11 @@ CONVERTERS = {
 }
 # Packages whose versions decide a step's output bytes, besides the converter itself.
 COMMON_TOOLS = ("mlx", "transformers")
-AUDIO_TYPES = frozenset(
-    {
-        "whisper",
-        "encodec",
-        "dac",
-        "snac",
-        "mimi",
+# Audio model types by mlx-audio domain, used when mlx-audio is not installed to tell the user
+# which extra to add (when it is installed, its own models/ folders are the source of truth).
+AUDIO_TYPES = {
+    "stt": {"whisper", "parakeet", "voxtral", "wav2vec2", "canary", "granite_speech"},
+    "tts": {
         "kokoro",
         "sesame",
         "csm",
@@ -43,13 +41,12 @@ AUDIO_TYPES = frozenset(
         "dia",
         "orpheus",
         "vibevoice",
-        "parakeet",
-        "voxtral",
-        "wav2vec2",
         "llama_tts",
-    }
-)
-VISION_KEYS = ("vision_config", "vision_tower", "image_token_index", "image_token_id")
+    },
+    "sts": {"mimi"},
+}
+VISION_KEYS = ("image_token_index", "image_token_id", "vision_tower")
+AUDIO_DOMAINS = ("stt", "tts", "sts", "lid", "music")
 
 
 class ConverterMissing(MlxkError):
@@ -60,14 +57,46 @@ class ConvertFailed(MlxkError):
     kind = "convert_failed"
 
 
-def detect(config: dict) -> str:
-    """Which converter a model needs, from its config.json."""
+def _package_dir(module: str) -> Path | None:
+    """Where a package is installed, found without importing it."""
+    from importlib.util import find_spec
+
+    try:
+        spec = find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0]) if locations else None
+
+
+def _has_model(package: str, subdir: str, model_type: str) -> bool:
+    root = _package_dir(package)
+    return bool(root and model_type and (root / subdir / model_type).exists())
+
+
+def audio_domain(model_type: str) -> str | None:
+    """The mlx-audio domain (stt, tts, …) that implements a model type, if any."""
+    for domain in AUDIO_DOMAINS:
+        if _has_model("mlx_audio", f"{domain}/models", model_type):
+            return domain
+    return next((d for d, types in AUDIO_TYPES.items() if model_type in types), None)
+
+
+def detect(config: dict) -> tuple[str, dict]:
+    """Which converter a model needs, from its config.json, and the options it needs.
+
+    A non-empty vision_config (or image tokens) → mlx-vlm; an audio_config or a model type
+    that mlx-audio implements and mlx-lm does not → mlx-audio (with its domain, which keeps
+    its loader offline and off path-substring guessing); otherwise mlx-lm.
+    """
     model_type = str(config.get("model_type", "")).lower()
-    if "audio_config" in config or model_type in AUDIO_TYPES:
-        return "mlx_audio"
-    if any(k in config for k in VISION_KEYS):
-        return "mlx_vlm"
-    return "mlx_lm"
+    if config.get("vision_config") or any(k in config for k in VISION_KEYS):
+        return "mlx_vlm", {}
+    domain = audio_domain(model_type)
+    in_lm = _has_model("mlx_lm", "models", f"{model_type}.py")
+    if (config.get("audio_config") or domain) and not in_lm:
+        return "mlx_audio", {"model_domain": domain} if domain else {}
+    return "mlx_lm", {}
 
 
 def tool_versions(converter: str) -> dict[str, str]:
@@ -134,22 +163,30 @@ def _worker(args: list[str], env: dict, what: str, log: Path | None = None) -> s
     return proc.stdout
 
 
-def run_convert(in_dir: Path, out_dir: Path, params: dict, converter: str, what: str) -> None:
+def run_convert(
+    in_dir: Path, out_dir: Path, params: dict, converter: str, what: str, options=None
+) -> None:
     """Run one convert step: in_dir (a complete local snapshot) → out_dir (must not exist)."""
     if converter not in CONVERTERS:
         raise NotSupportedError(f"{what}: unknown converter {converter!r}")
+    args = {"params": params, "options": options or {}}
     with tempfile.TemporaryDirectory(prefix="mlxk-convert-") as scratch:
         env = hermetic_env(Path(scratch))
-        _worker(["convert", converter, str(in_dir), str(out_dir), json.dumps(params)], env, what)
+        _worker(["convert", converter, str(in_dir), str(out_dir), json.dumps(args)], env, what)
 
 
 def generate(ws_dir: Path, prompt: str, max_tokens: int, temp: float, seed: int | None) -> dict:
     """Load a workspace and generate, offline, with HF_HOME=<workspace>/.hf_cache."""
     config_path = ws_dir / "config.json"
     try:
-        converter = detect(json.loads(config_path.read_text()))
+        converter, _ = detect(json.loads(config_path.read_text()))
     except (OSError, json.JSONDecodeError) as e:
         raise SourceError(f"{ws_dir}: cannot read config.json ({e})") from None
+    if converter != "mlx_lm":
+        raise NotSupportedError(
+            f"run {ws_dir.name}: {converter} models cannot be run by mlxk yet (text models only)",
+            hint="load it with the package's own tools, with HF_HOME=<workspace>/.hf_cache",
+        )
     tool_versions(converter)
     env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
     env.update(
@@ -175,8 +212,10 @@ def generate(ws_dir: Path, prompt: str, max_tokens: int, temp: float, seed: int 
 # ---------------------------------------------------------------- worker (subprocess side)
 
 
-def _convert_kwargs(params: dict) -> dict:
-    kwargs: dict = {"trust_remote_code": False}
+def _convert_kwargs(converter: str, params: dict, options: dict) -> dict:
+    kwargs: dict = dict(options)
+    if converter in ("mlx_lm", "mlx_vlm"):
+        kwargs["trust_remote_code"] = False  # mlx-vlm's default is True: never
     if "quantize" in params:
         q = params["quantize"]
         kwargs.update(
@@ -192,14 +231,11 @@ def _convert_kwargs(params: dict) -> dict:
     return kwargs
 
 
-def _do_convert(converter: str, src: str, dst: str, params: dict) -> None:
-    kwargs = _convert_kwargs(params)
-    if converter == "mlx_lm":
-        from mlx_lm.convert import convert
-    elif converter == "mlx_vlm":
-        from mlx_vlm.convert import convert
-    else:
-        from mlx_audio.convert import convert
+def _do_convert(converter: str, src: str, dst: str, args: dict) -> None:
+    import importlib
+
+    kwargs = _convert_kwargs(converter, args["params"], args["options"])
+    convert = importlib.import_module(f"{CONVERTERS[converter][1]}.convert").convert
     # Converter chatter goes to stderr, which the parent keeps in its log.
     real_stdout, sys.stdout = sys.stdout, sys.stderr
     try:
@@ -244,8 +280,8 @@ def _do_generate(
 def main(argv: list[str]) -> None:
     what = argv[0]
     if what == "convert":
-        converter, src, dst, params = argv[1:5]
-        _do_convert(converter, src, dst, json.loads(params))
+        converter, src, dst, args = argv[1:5]
+        _do_convert(converter, src, dst, json.loads(args))
     elif what == "generate":
         converter, path, prompt, max_tokens, temp, seed = argv[1:7]
         result = _do_generate(
