@@ -299,6 +299,15 @@ def report(runs: list[Run], repo_bytes: int, floor: float, workers: int) -> str:
     return "\n".join(lines)
 
 
+def source_fingerprint() -> str:
+    """sha256 (12 hex) of every file under mlxk/: shows whether the code changed during a run."""
+    h = hashlib.sha256()
+    for p in sorted((REPO_ROOT / "mlxk").rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            h.update(p.relative_to(REPO_ROOT).as_posix().encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def machine() -> dict[str, str]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -306,16 +315,12 @@ def machine() -> dict[str, str]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    commit = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "mlxk"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+
+    def git(*a: str) -> str:
+        cmd = ["git", "-C", str(REPO_ROOT), *a]
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "mlxk")
     versions = {}
     for dist in ("huggingface_hub", "mlxk"):
         with contextlib.suppress(Exception):
@@ -327,7 +332,9 @@ def machine() -> dict[str, str]:
         "cpu": cpu,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "mlxk commit": commit + (" (+ uncommitted changes in mlxk/)" if dirty else ""),
+        "mlxk commit": git("rev-parse", "--short", "HEAD")
+        + (" (+ uncommitted changes in mlxk/)" if dirty else ""),
+        "mlxk source fingerprint": source_fingerprint(),
         **{f"{k} version": v for k, v in versions.items()},
     }
 
@@ -374,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="mlxk-bench-", dir=args.workdir))
+    setup = machine()
     hub = None
     try:
         hub = Hub(find_olah_cli(), tmp / "hub")
@@ -410,8 +418,10 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(run_dir)  # keep the disk footprint to one run at a time
 
         print("\n## Machine\n")
-        for k, v in machine().items():
+        for k, v in setup.items():
             print(f"- {k}: {v}")
+        if source_fingerprint() != setup["mlxk source fingerprint"]:
+            print("- WARNING: files under mlxk/ changed during the run; figures may mix versions")
         print(f"- repo: {REPO_ID}@{commit[:12]}, {repo_bytes:,} bytes")
         print(f"- /usr/bin/time -v for peak RSS: {'yes' if os.access(GNU_TIME, os.X_OK) else 'no'}")
         print("\n## Results\n")
@@ -434,4 +444,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as e:
+        print(f"interrupted ({e or 'Ctrl-C'}); olah stopped, temp dirs removed", file=sys.stderr)
+        sys.exit(130)
