@@ -158,6 +158,14 @@ def plan_cmd(ui, file, prune):
     help="How files come from the store: copy (reflink where possible) or hardlink.",
 )
 @click.option(
+    "--from",
+    "from_bundle",
+    type=click.Path(exists=True),
+    default=None,
+    metavar="BUNDLE",
+    help="Import BUNDLE first (every blob checked into the store), then sync.",
+)
+@click.option(
     "--rebuild",
     "rebuild",
     multiple=True,
@@ -166,10 +174,15 @@ def plan_cmd(ui, file, prune):
     "to the lock (exit 3 if not).",
 )
 @command("sync")
-def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, rebuild):
+def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, from_bundle, rebuild):
     """Make the workspaces on disk match the lock (locking first if it is missing or stale)."""
     from .output import render_sync
 
+    if from_bundle:
+        from .project import import_bundle
+
+        _, dest = import_bundle(from_bundle, file, force=True, ui=ui)
+        file = str(dest)
     project = _project(file, ui, jobs, offline=offline)
     report = project.sync(locked=locked, frozen=frozen, prune=prune, link=link, rebuild=rebuild)
     return Outcome(report.to_dict(), render_sync(report))
@@ -185,19 +198,61 @@ def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, rebuild):
     help="Verify only this workspace (repeatable).",
 )
 @click.option("--jobs", "-j", type=int, default=None, help="Parallel hashing threads.")
+@click.option(
+    "--bundle",
+    "bundle",
+    type=click.Path(exists=True),
+    default=None,
+    help="Verify a bundle instead: every blob hashed against the bundle's own lock.",
+)
 @command("verify")
-def verify_cmd(ui, file, names, jobs):
+def verify_cmd(ui, file, names, jobs, bundle):
     """Read-only: rehash every file and compare with the lock. Exit 0: match; 1: drift.
 
     Plain verify always rehashes every byte (CI should not trust a cache). It never changes
     anything: a tampered file is reported, not repaired.
     """
-    from .output import render_verify
+    from .output import render_bundle, render_verify
 
+    if bundle:
+        from .project import verify_bundle
+
+        report = verify_bundle(bundle)
+        code = EXIT_OK if report.ok else EXIT_CHANGES
+        status = "ok" if report.ok else "drift"
+        return Outcome(report.to_dict(), render_bundle(report, "verified"), code, status)
     project = _project(file, ui, jobs)
     result = project.verify(list(names) or None)
     code = EXIT_OK if result.ok else EXIT_CHANGES
     return Outcome(result.to_dict(), render_verify(result), code, "ok" if result.ok else "drift")
+
+
+@cli.command("bundle")
+@click.argument("out", type=click.Path())
+@command("bundle")
+def bundle_cmd(ui, file, out):
+    """Write the manifest, the lock and every blob it names to OUT: a directory, or one .tar
+    when OUT ends in .tar. Carry it across the air gap and `mlxk import` it there."""
+    from .output import render_bundle
+
+    report = _project(file, ui).bundle(out)
+    return Outcome(report.to_dict(), render_bundle(report, "wrote"))
+
+
+@cli.command("import")
+@click.argument("bundle", type=click.Path(exists=True))
+@click.option("--force", is_flag=True, help="Replace a different manifest or lock.")
+@command("import")
+def import_cmd(ui, file, bundle, force):
+    """Check every blob of BUNDLE into the store (refusing a bundle that does not match its
+    lock), then write its manifest and lock here. Then: mlxk sync --offline --frozen."""
+    from .output import render_bundle
+    from .project import import_bundle
+
+    report, dest = import_bundle(bundle, file, force=force, ui=ui)
+    data = {**report.to_dict(), "manifest": dest.name}
+    text = render_bundle(report, "imported") + f"\nWrote {dest.name} and mlxk.lock"
+    return Outcome(data, text)
 
 
 @cli.command("run")

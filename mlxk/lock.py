@@ -6,6 +6,7 @@ the same inputs, diffable, with no timestamps, absolute paths or tokens.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -90,18 +91,66 @@ class LockedStep:
 
 
 @dataclass(frozen=True)
+class LockedRuntime:
+    """A repo the model loads at run time, captured into <workspace>/.hf_cache/ (ADR-022)."""
+
+    repo: str
+    revision: str
+    commit: str
+    files: tuple[FileEntry, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "repo": self.repo,
+            "revision": self.revision,
+            "commit": self.commit,
+            "files": [f.to_dict() for f in self.files],
+        }
+
+    @property
+    def cache_dir(self) -> str:
+        """Its folder in the Hugging Face cache layout, relative to the workspace."""
+        return f".hf_cache/hub/models--{self.repo.replace('/', '--')}"
+
+    def placed_files(self) -> list[tuple[FileEntry, bytes | None]]:
+        """Every file it puts in the workspace: the snapshot's files (real files, no
+        symlinks into blobs/), and refs/<revision> holding the commit (bytes given inline)."""
+        snap = f"{self.cache_dir}/snapshots/{self.commit}"
+        out: list[tuple[FileEntry, bytes | None]] = [
+            (FileEntry(f"{snap}/{f.path}", f.size, f.hash, f.hub_hash), None) for f in self.files
+        ]
+        if self.revision != self.commit:
+            data = self.commit.encode()
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            out.append(
+                (FileEntry(f"{self.cache_dir}/refs/{self.revision}", len(data), digest), data)
+            )
+        return out
+
+
+@dataclass(frozen=True)
 class LockedWorkspace:
     name: str
     spec_digest: str
     source: LockedSource
     content_hash: str
     steps: tuple[LockedStep, ...] = ()
-    runtime: tuple[dict, ...] = ()
+    runtime: tuple[LockedRuntime, ...] = ()
 
     @property
     def files(self) -> tuple[FileEntry, ...]:
         """The final file set: the last step's outputs, else the source files."""
         return self.steps[-1].files if self.steps else self.source.files
+
+    @property
+    def placed_files(self) -> tuple[FileEntry, ...]:
+        """Everything sync puts on disk: the content files, then runtime captures (which the
+        content hash leaves out)."""
+        return self.files + tuple(f for r in self.runtime for f, _ in r.placed_files())
+
+    def inline_bytes(self) -> dict[str, bytes]:
+        """Placed files whose bytes the lock itself holds (refs files)."""
+        return {f.path: data for r in self.runtime for f, data in r.placed_files() if data}
 
     @property
     def operation(self) -> str:
@@ -116,7 +165,7 @@ class LockedWorkspace:
         if self.steps:
             d["steps"] = [s.to_dict() for s in self.steps]
         if self.runtime:
-            d["runtime"] = list(self.runtime)
+            d["runtime"] = [r.to_dict() for r in self.runtime]
         return d
 
 
@@ -212,6 +261,23 @@ class _Reader:
             return LockedSource(kind="path", files=files, path=self.get(raw, "path", str, where))
         self.fail(f"{where}.kind", f"unknown source kind {kind!r}")
 
+    def runtime(self, raw, where: str) -> LockedRuntime:
+        commit = self.get(raw, "commit", str, where)
+        if not _COMMIT.match(commit):
+            self.fail(f"{where}.commit", "not a 40-hex commit sha")
+        repo = self.get(raw, "repo", str, where)
+        revision = self.get(raw, "revision", str, where)
+        for value, key in ((repo, "repo"), (revision, "revision")):
+            pp = PurePosixPath(value)
+            if pp.is_absolute() or ".." in pp.parts or "\\" in value or not value:
+                self.fail(f"{where}.{key}", f"unsafe value {value!r}")
+        return LockedRuntime(
+            repo,
+            revision,
+            commit,
+            self.files(self.get(raw, "files", list, where), f"{where}.files"),
+        )
+
     def step(self, raw, where: str) -> LockedStep:
         files = self.files(self.get(raw, "files", list, where), f"{where}.files")
         step = LockedStep(
@@ -238,7 +304,10 @@ class _Reader:
             source=source,
             content_hash=self.get(raw, "content_hash", str, where),
             steps=tuple(self.step(st, f"{where}.steps[{i}]") for i, st in enumerate(steps)),
-            runtime=tuple(self.get(raw, "runtime", list, where, optional=True) or ()),
+            runtime=tuple(
+                self.runtime(r, f"{where}.runtime[{i}]")
+                for i, r in enumerate(self.get(raw, "runtime", list, where, optional=True) or ())
+            ),
         )
         inputs = source.files
         for i, st in enumerate(ws.steps):

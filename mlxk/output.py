@@ -198,3 +198,15 @@ def render_sync(report) -> str:
         lines.append(f"kept (not in the lock; --prune removes): {', '.join(orphans)}")
     lines.append(f"Synced: {len(report.result.workspaces)} changed, {len(unchanged)} up to date.")
     return "\n".join(lines)
+
+
+def render_bundle(report, verb: str) -> str:
+    lines = [
+        f"{verb} {report.path} ({report.format}): {report.blobs} blobs, "
+        f"{human_size(report.bytes)}, workspaces: {', '.join(report.workspaces)}"
+    ]
+    for p in report.problems:
+        lines.append(f"    {p['problem']:10} {p['blob']}  {p.get('detail', '')}".rstrip())
+    if report.problems:
+        lines.append(f"Bundle does not match its lock: {len(report.problems)} problem(s).")
+    return "\n".join(lines)

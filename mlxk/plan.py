@@ -85,7 +85,7 @@ class Plan:
 
 def plan_workspace(name: str, locked, state, expected_sentinel: str) -> WorkspacePlan:
     if not state.exists:
-        files = tuple(FileAction(f.path, "add", "not on disk", f.size) for f in locked.files)
+        files = tuple(FileAction(f.path, "add", "not on disk", f.size) for f in locked.placed_files)
         return WorkspacePlan(name, "create", "workspace not on disk", files)
     if not state.managed:
         return WorkspacePlan(
@@ -94,8 +94,8 @@ def plan_workspace(name: str, locked, state, expected_sentinel: str) -> Workspac
             f"{state.path} exists and is not an mlxk workspace (no valid .mlxk_workspace.json); "
             "move it away or choose another name",
         )
-    diff = diff_files(locked.files, state.files)
-    by_path = {f.path: f for f in locked.files}
+    diff = diff_files(locked.placed_files, state.files)
+    by_path = {f.path: f for f in locked.placed_files}
     actions = [FileAction(p, "keep", "matches the lock", by_path[p].size) for p in diff.matching]
     for problem in diff.problems:
         if problem.problem == "missing":

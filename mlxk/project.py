@@ -14,9 +14,9 @@ from filelock import FileLock, Timeout
 
 from . import lock as lockfile
 from .build import Builder
-from .errors import IntegrityError, LockError, UserError
+from .errors import IntegrityError, LockError, SourceError, UserError
 from .fetch import Fetcher
-from .lock import Lock
+from .lock import Lock, LockedSource
 from .manifest import Manifest, env_path, load_manifest
 from .plan import Plan, make_plan
 from .resolve import resolve, stale_reasons, steps_outdated
@@ -210,18 +210,54 @@ class Project:
 
     # ------------------------------------------------------------ sync
     def ensurer(self, ws):
-        """For one locked workspace: how to put a file's blob in the store."""
-        if not ws.steps:
-            return lambda entry, on_bytes=None: self.fetcher.ensure(ws.source, entry, on_bytes)
+        """For one locked workspace: how to put a placed file's blob in the store (fetching
+        it from its source or runtime repo, or rebuilding the steps that make it)."""
+        runtime = {
+            placed.path: (LockedSource("hf", r.files, r.repo, r.revision, r.commit), orig)
+            for r in ws.runtime
+            for (placed, _), orig in zip(r.placed_files(), r.files, strict=False)
+        }
 
         def ensure(entry, on_bytes=None):
-            if not self.store.check(entry.hex, entry.size):
-                with self._build_lock:  # one rebuild serves every missing output
-                    self.builder.ensure_outputs(ws, ws.files)
-            if on_bytes:
-                on_bytes(entry.size)
+            if entry.path in runtime:
+                source, orig = runtime[entry.path]
+                self.fetcher.ensure(source, orig, on_bytes)
+            elif not ws.steps:
+                self.fetcher.ensure(ws.source, entry, on_bytes)
+            else:
+                if not self.store.check(entry.hex, entry.size):
+                    with self._build_lock:  # one rebuild serves every missing output
+                        self.builder.ensure_outputs(ws, ws.files)
+                if on_bytes:
+                    on_bytes(entry.size)
 
         return ensure
+
+    def _check_offline(self, lock: Lock, plan: Plan) -> None:
+        """Offline, name every file sync would need that the store cannot give, up front."""
+        missing = []
+        for wplan in plan.workspaces:
+            if wplan.op not in ("create", "update"):
+                continue
+            ws = lock.workspaces[wplan.name]
+            inline = ws.inline_bytes()
+            need = {a.path for a in wplan.files if a.op in ("add", "replace")} - set(inline)
+            entries = [f for f in ws.placed_files if f.path in need]
+            absent = [f for f in entries if not self.store.has(f.hex, f.size)]
+            if absent and ws.steps and all(self.store.has(f.hex, f.size) for f in ws.source.files):
+                outputs = {f.path for f in ws.files}
+                absent = [f for f in absent if f.path not in outputs]  # rebuilt locally
+            missing += [f"{wplan.name}/{f.path}" for f in absent]
+        if missing:
+            shown = ", ".join(missing[:6]) + (
+                f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+            )
+            raise SourceError(
+                f"offline: {len(missing)} file(s) are not in the store ({self.store.root}): "
+                f"{shown}",
+                hint="bring them with a bundle (mlxk import BUNDLE, or sync --from BUNDLE), "
+                "or sync once online",
+            )
 
     def rebuild(self, names, lock: Lock | None = None) -> list:
         """Rebuild workspaces' steps from their locked sources; compare every output byte."""
@@ -260,6 +296,8 @@ class Project:
             plan = self.plan(lock, prune=prune)
             if plan.blocked:
                 raise UserError("; ".join(f"{w.name}: {w.reason}" for w in plan.blocked))
+            if self.fetcher.offline:
+                self._check_offline(lock, plan)
             result = SyncResult()
             for wplan in plan.workspaces:
                 target = self.workspace_path(wplan.name)
@@ -294,7 +332,7 @@ class Project:
         seed: int | None = None,
     ) -> dict:
         """Generate from a synced workspace, offline (HF_HOME=<workspace>/.hf_cache)."""
-        from .steps.convert import generate
+        from .steps.convert import TOKENIZER_FILES, generate
 
         lock = self.current_lock(frozen=True)[0]
         if name not in lock.workspaces:
@@ -308,8 +346,28 @@ class Project:
             raise UserError(
                 f"run: {name} is not synced at {self.shown(path)}", hint="run `mlxk sync` first"
             )
-        out = generate(path, prompt, max_tokens, temp, seed)
+        tokenizer = None
+        if not any((path / f).is_file() for f in TOKENIZER_FILES):
+            # A model that ships without a tokenizer loads one by repo id at run time: take
+            # it from the runtime captures, offline, as the upstream library would.
+            tokenizer = next(
+                (
+                    (r.repo, r.revision)
+                    for r in lock.workspaces[name].runtime
+                    if any(f.path in TOKENIZER_FILES for f in r.files)
+                ),
+                None,
+            )
+        out = generate(path, prompt, max_tokens, temp, seed, tokenizer)
         return {"workspace": name, "prompt": prompt, **out}
+
+    # ------------------------------------------------------------ bundles
+    def bundle(self, out: Path):
+        """Write the lock, the manifest and every blob the lock names to `out` (dir or .tar)."""
+        from .bundle import write_bundle
+
+        lock = self.current_lock(frozen=True)[0]
+        return write_bundle(Path(out), self.manifest.path, lock, self.store)
 
     # ------------------------------------------------------------ verify
     def verify(self, names: list[str] | None = None) -> Verification:
@@ -337,3 +395,46 @@ def _removed(wplan):
 
 def cpu_count() -> int:
     return os.cpu_count() or 2
+
+
+def verify_bundle(path: Path):
+    """Hash every blob of a bundle against its own lock; nothing is written anywhere."""
+    from .bundle import check_bundle
+
+    return check_bundle(Path(path))[0]
+
+
+def import_bundle(path: Path, file=None, force: bool = False, ui=None):
+    """Check every blob of a bundle into the store, then put its manifest and lock in place
+    (at -f/--file, else ./<the bundled manifest's name>). A bundle with any missing or corrupt
+    blob is refused (exit 3, naming them) and no manifest or lock is written."""
+    from .bundle import _load_index, _Reader, check_bundle
+    from .manifest import parse_manifest
+
+    reader = _Reader(Path(path))
+    try:
+        _, name, manifest_bytes, lock = _load_index(reader)
+    finally:
+        reader.close()
+    dest = Path(file).resolve() if file else (Path.cwd() / name)
+    manifest = parse_manifest(manifest_bytes.decode("utf-8"), dest)
+    project = Project(manifest, ui=ui)
+    lock_text = lockfile.dumps(lock)
+    if not force:
+        for target, data in ((dest, manifest_bytes), (manifest.lock_path, lock_text.encode())):
+            if target.exists() and target.read_bytes() != data:
+                raise UserError(
+                    f"import: {target.name} exists and differs from the bundle's",
+                    hint="use --force to replace it, or import into another directory (-f)",
+                )
+    report, _, _, _ = check_bundle(Path(path), project.store)
+    if not report.ok:
+        names = ", ".join(f"{p['blob'][:12]} ({p['problem']})" for p in report.problems[:8])
+        raise IntegrityError(
+            f"import: the bundle does not match its lock: {names}",
+            hint="nothing was written but verified blobs; get a good copy of the bundle",
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    lockfile.write_atomic(dest, manifest_bytes.decode("utf-8"))
+    lockfile.write_atomic(manifest.lock_path, lock_text)
+    return report, dest

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from .errors import NotSupportedError, UserError
-from .lock import FileEntry, Lock, LockedSource, LockedWorkspace, workspace_content_hash
+from .errors import UserError
+from .lock import (
+    FileEntry,
+    Lock,
+    LockedRuntime,
+    LockedSource,
+    LockedWorkspace,
+    workspace_content_hash,
+)
 from .manifest import HfSource, Manifest, WorkspaceSpec
 from .sources import select
 from .workspace import is_excluded
@@ -36,32 +43,15 @@ def stale_reasons(manifest: Manifest, lock: Lock | None) -> list[str]:
     return reasons or ["manifest digest differs"]
 
 
-def check_buildable(spec: WorkspaceSpec) -> None:
-    if spec.runtime:
-        raise NotSupportedError(
-            f"{spec.where}: workspaces.{spec.name}.runtime: runtime dependencies are not "
-            "supported yet",
-            hint="remove 'runtime' for now; runtime captures arrive in a later mlxk",
-        )
-
-
-def resolve_workspace(spec: WorkspaceSpec, fetcher, builder, jobs: int = 4) -> LockedWorkspace:
-    check_buildable(spec)
-    src = spec.source
-    if isinstance(src, HfSource):
-        commit = fetcher.hf_resolve(src.repo, src.revision)
-        listing = fetcher.hf_files(src.repo, commit)
-        origin = f"hf://{src.repo}@{src.revision}"
-    else:
-        listing = fetcher.path_files(src.path)
-        origin = f"path:{src.path}"
+def _pin(listing, include, exclude, label: str, hint_origin: str, fetch_sha, jobs: int):
+    """Select files from a source listing and give each its sha256 (fetching git files)."""
     by_path = {f.path: f for f in listing}
-    chosen = [by_path[p] for p in select(sorted(by_path), spec.include, spec.exclude)]
+    chosen = [by_path[p] for p in select(sorted(by_path), include, exclude)]
     chosen = [f for f in chosen if not is_excluded(f.path)]
     if not chosen:
         raise UserError(
-            f"{spec.where}: workspaces.{spec.name}: include/exclude select no files of {origin}",
-            hint=f"{origin} has {len(listing)} files; check the patterns",
+            f"{label}: include/exclude select no files of {hint_origin}",
+            hint=f"{hint_origin} has {len(listing)} files; check the patterns",
         )
 
     def entry(f) -> FileEntry:
@@ -69,21 +59,57 @@ def resolve_workspace(spec: WorkspaceSpec, fetcher, builder, jobs: int = 4) -> L
             return FileEntry(path=f.path, size=f.size, hash=f.sha256)
         # A regular git file: the hub declares only a git blob id; learn its sha256 by
         # fetching it (small by the hub's rules) into the store, where sync will find it.
-        digest = fetcher.hf_blob(src.repo, commit, f)
-        return FileEntry(path=f.path, size=f.size, hash=digest, hub_hash=f.gitsha1)
+        return FileEntry(path=f.path, size=f.size, hash=fetch_sha(f), hub_hash=f.gitsha1)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        files = tuple(pool.map(entry, chosen))
+        return tuple(pool.map(entry, chosen))
+
+
+def pin_hf(repo: str, revision: str, include, exclude, fetcher, label: str, jobs: int):
+    """(commit, files) of a hub repo at a revision, filtered."""
+    commit = fetcher.hf_resolve(repo, revision)
+    listing = fetcher.hf_files(repo, commit)
+    files = _pin(
+        listing,
+        include,
+        exclude,
+        label,
+        f"hf://{repo}@{revision}",
+        lambda f: fetcher.hf_blob(repo, commit, f),
+        jobs,
+    )
+    return commit, files
+
+
+def resolve_runtime(spec: WorkspaceSpec, fetcher, jobs: int) -> tuple[LockedRuntime, ...]:
+    out = []
+    for i, dep in enumerate(spec.runtime):
+        label = f"{spec.where}: workspaces.{spec.name}.runtime[{i}]"
+        commit, files = pin_hf(
+            dep.source.repo, dep.source.revision, dep.include, dep.exclude, fetcher, label, jobs
+        )
+        out.append(LockedRuntime(dep.source.repo, dep.source.revision, commit, files))
+    return tuple(out)
+
+
+def resolve_workspace(spec: WorkspaceSpec, fetcher, builder, jobs: int = 4) -> LockedWorkspace:
+    src = spec.source
+    label = f"{spec.where}: workspaces.{spec.name}"
     if isinstance(src, HfSource):
+        commit, files = pin_hf(
+            src.repo, src.revision, spec.include, spec.exclude, fetcher, label, jobs
+        )
         source = LockedSource(
             kind="hf", files=files, repo=src.repo, revision=src.revision, commit=commit
         )
     else:
+        listing = fetcher.path_files(src.path)
+        files = _pin(listing, spec.include, spec.exclude, label, f"path:{src.path}", None, jobs)
         source = LockedSource(kind="path", files=files, path=src.path)
-    return with_steps(spec, source, builder)
+    return with_steps(spec, source, builder, runtime=resolve_runtime(spec, fetcher, jobs))
 
 
-def with_steps(spec: WorkspaceSpec, source: LockedSource, builder, reuse=()) -> LockedWorkspace:
+def with_steps(spec: WorkspaceSpec, source: LockedSource, builder, reuse=(), runtime=()):
     """The locked workspace: its source, then its steps run (or reused) on it."""
     steps = builder.build(spec.steps, source, spec.name, reuse=reuse) if spec.steps else ()
     final = steps[-1].files if steps else source.files
@@ -93,6 +119,7 @@ def with_steps(spec: WorkspaceSpec, source: LockedSource, builder, reuse=()) -> 
         source=source,
         content_hash=workspace_content_hash(final),
         steps=steps,
+        runtime=runtime,
     )
 
 
@@ -129,7 +156,9 @@ def resolve(
         wanted = upgrade is True or (isinstance(upgrade, frozenset) and name in upgrade)
         prev = old.workspaces.get(name) if old else None
         if prev is not None and prev.spec_digest == spec.digest() and not wanted:
-            ws = with_steps(spec, prev.source, builder, reuse=prev.steps) if spec.steps else prev
+            ws = prev
+            if spec.steps:
+                ws = with_steps(spec, prev.source, builder, prev.steps, prev.runtime)
             workspaces[name] = ws
             actions[name] = "kept" if ws == prev else "rebuilt"
             continue

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -154,6 +156,20 @@ class Store:
             while chunk := f.read(CHUNK):
                 hasher.update(chunk)
         return hasher, have
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store a small blob given in full (e.g. a refs file); returns its digest."""
+        hexdigest = hashlib.sha256(data).hexdigest()
+        if not self.has(hexdigest, len(data)):
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            tmp = self.tmp / f"put-{hexdigest}-{os.getpid()}-{threading.get_ident()}"
+            tmp.write_bytes(data)
+            final = self.blob_path(hexdigest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+        self._verified.add(hexdigest)
+        return "sha256:" + hexdigest
 
     def adopt(self, path: Path) -> tuple[int, str]:
         """Move a file mlxk just built into the store (hashing it); returns (size, digest)."""

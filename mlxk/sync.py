@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DiskError, IntegrityError
-from .workspace import SENTINEL, STAGING, walk
+from .workspace import SENTINEL, STAGING, walk_all
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -138,14 +138,18 @@ def build_workspace(
     staging = stage_dir / f"{target.name}.new.{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     result = WorkspaceResult(wplan.name, wplan.op)
-    by_path = {f.path: f for f in locked.files}
+    by_path = {f.path: f for f in locked.placed_files}
+    inline = locked.inline_bytes()
     ops = {a.path: a.op for a in wplan.files}
     try:
-        todo = [f for f in locked.files if ops.get(f.path) in ("add", "replace")]
+        todo = [f for f in locked.placed_files if ops.get(f.path) in ("add", "replace")]
         task = progress.task(f"{wplan.name}", sum(f.size for f in todo)) if progress else None
 
         def fetch_one(entry):
-            ensure(entry, task.advance if task else None)
+            if entry.path in inline:
+                store.put_bytes(inline[entry.path])
+            else:
+                ensure(entry, task.advance if task else None)
             dest = staging / entry.path
             store.materialize(entry.hex, dest, link=link)
             if link != "hardlink":
@@ -188,7 +192,7 @@ def build_workspace(
 
 def _check_staging(staging: Path, by_path: dict) -> None:
     """The staged tree holds exactly the locked files, at their locked sizes."""
-    found = walk(staging)
+    found = walk_all(staging)
     if set(found) != set(by_path):
         diff = sorted(set(found) ^ set(by_path))
         raise IntegrityError(f"staging {staging.name}: file set differs from the lock: {diff[:5]}")

@@ -100,7 +100,7 @@ def verify_workspace(name: str, locked, state, expected_sentinel: str, shown_pat
             "unmanaged",
             (FileProblem(".mlxk_workspace.json", "missing", "no valid mlxk sentinel"),),
         )
-    diff = diff_files(locked.files, state.files)
+    diff = diff_files(locked.placed_files, state.files)
     problems = list(diff.problems)
     if state.sentinel_text != expected_sentinel:
         problems.append(

@@ -47,6 +47,11 @@ def sentinel_for(name: str, locked) -> dict:
         "content_hash": locked.content_hash,
         "hash_excludes": sorted([SENTINEL, *(d + "/" for d in EXCLUDED_DIRS), *EXCLUDED_NAMES]),
     }
+    if locked.runtime:
+        out["runtime"] = [
+            {"repo": r.repo, "revision": r.revision, "commit": r.commit, "path": r.cache_dir}
+            for r in locked.runtime
+        ]
     if locked.steps:
         out["steps"] = [
             {
@@ -110,6 +115,18 @@ def walk(root: Path) -> dict[str, tuple[str, os.stat_result]]:
     return out
 
 
+def walk_all(root: Path) -> dict[str, tuple[str, os.stat_result]]:
+    """walk(), plus the runtime cache (.hf_cache/), whose files sync places and verify checks
+    but the content hash leaves out."""
+    out = walk(root)
+    cache = root / HF_CACHE
+    if cache.is_dir() and not cache.is_symlink():
+        out.update({f"{HF_CACHE}/{rel}": v for rel, v in walk(cache).items()})
+    elif cache.is_symlink():
+        out[HF_CACHE] = ("symlink", cache.lstat())
+    return out
+
+
 def scan(path: Path, jobs: int | None = None, on_hashed=None) -> WorkspaceState:
     """Read a workspace: its sentinel and every content file with its sha256 (read-only)."""
     if not path.is_dir() or path.is_symlink():
@@ -121,7 +138,7 @@ def scan(path: Path, jobs: int | None = None, on_hashed=None) -> WorkspaceState:
         state.sentinel = parsed if isinstance(parsed, dict) else None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         state.sentinel = None
-    entries = walk(path)
+    entries = walk_all(path)
     regular = [rel for rel, (kind, _) in entries.items() if kind == "file"]
     hashes = hash_files([path / rel for rel in regular], jobs=jobs, on_done=on_hashed)
     for rel, (kind, st) in entries.items():

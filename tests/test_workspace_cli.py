@@ -189,16 +189,6 @@ def test_errors_are_one_line_with_exit_2(tmp_path, mlxk):
     assert res.json["status"] == "error" and res.json["error"]["exit_code"] == 2
 
 
-def test_runtime_dependencies_are_refused_as_not_supported_yet(tmp_path, mlxk):
-    m = write_manifest(
-        tmp_path,
-        "version: 1\nworkspaces:\n  a:\n    source: path:x\n    runtime:\n      - hf://o/tok\n",
-    )
-    res = mlxk("sync", "-f", str(m), "--json")
-    assert res.exit_code == 2 and res.json["error"]["type"] == "not_supported"
-    assert "runtime: runtime dependencies are not supported yet" in res.json["error"]["message"]
-
-
 def run(*args, cwd=None, env=None):
     return subprocess.run(
         [sys.executable, "-m", "mlxk.cli", *args],

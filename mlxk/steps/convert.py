@@ -175,8 +175,22 @@ def run_convert(
         _worker(["convert", converter, str(in_dir), str(out_dir), json.dumps(args)], env, what)
 
 
-def generate(ws_dir: Path, prompt: str, max_tokens: int, temp: float, seed: int | None) -> dict:
-    """Load a workspace and generate, offline, with HF_HOME=<workspace>/.hf_cache."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+
+
+def generate(
+    ws_dir: Path,
+    prompt: str,
+    max_tokens: int,
+    temp: float,
+    seed: int | None,
+    tokenizer_repo: tuple[str, str] | None = None,
+) -> dict:
+    """Load a workspace and generate, offline, with HF_HOME=<workspace>/.hf_cache.
+
+    `tokenizer_repo` (repo, revision) loads the tokenizer by repo id from the workspace's
+    runtime cache, as an upstream library would, for a model that ships without one.
+    """
     config_path = ws_dir / "config.json"
     try:
         converter, _ = detect(json.loads(config_path.read_text()))
@@ -196,16 +210,15 @@ def generate(ws_dir: Path, prompt: str, max_tokens: int, temp: float, seed: int 
         HF_HUB_DISABLE_TELEMETRY="1",
         TOKENIZERS_PARALLELISM="false",
     )
-    args = [
-        "generate",
-        converter,
-        str(ws_dir),
-        prompt,
-        str(max_tokens),
-        str(temp),
-        "" if seed is None else str(seed),
-    ]
-    out = _worker(args, env, f"run {ws_dir.name}")
+    args = {
+        "path": str(ws_dir),
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temp": temp,
+        "seed": seed,
+        "tokenizer": list(tokenizer_repo) if tokenizer_repo else None,
+    }
+    out = _worker(["generate", converter, json.dumps(args)], env, f"run {ws_dir.name}")
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -244,34 +257,39 @@ def _do_convert(converter: str, src: str, dst: str, args: dict) -> None:
         sys.stdout = real_stdout
 
 
-def _do_generate(
-    converter: str, path: str, prompt: str, max_tokens: int, temp: float, seed: int | None
-) -> dict:
+def _do_generate(args: dict) -> dict:
     import time
 
     import mlx.core as mx
-
-    if seed is not None:
-        mx.random.seed(seed)
-    if converter != "mlx_lm":
-        raise SystemExit(f"mlxk run: {converter} models are not runnable yet")
-    from mlx_lm import generate, load
+    from mlx_lm import generate
     from mlx_lm.sample_utils import make_sampler
+    from mlx_lm.utils import load, load_model, load_tokenizer
 
+    if args["seed"] is not None:
+        mx.random.seed(args["seed"])
     real_stdout, sys.stdout = sys.stdout, sys.stderr
     try:
         t0 = time.perf_counter()
-        model, tokenizer = load(path)
+        if args["tokenizer"]:
+            from huggingface_hub import snapshot_download
+
+            repo, revision = args["tokenizer"]
+            tok_dir = snapshot_download(repo, revision=revision, local_files_only=True)
+            model, _ = load_model(Path(args["path"]))
+            tokenizer = load_tokenizer(Path(tok_dir))
+        else:
+            model, tokenizer = load(args["path"])
         t1 = time.perf_counter()
+        sampler = make_sampler(temp=args["temp"])
         text = generate(
-            model, tokenizer, prompt=prompt, max_tokens=max_tokens, sampler=make_sampler(temp=temp)
+            model, tokenizer, prompt=args["prompt"], max_tokens=args["max_tokens"], sampler=sampler
         )
         t2 = time.perf_counter()
     finally:
         sys.stdout = real_stdout
     return {
         "text": text,
-        "converter": converter,
+        "converter": "mlx_lm",
         "load_seconds": round(t1 - t0, 3),
         "generate_seconds": round(t2 - t1, 3),
     }
@@ -283,11 +301,7 @@ def main(argv: list[str]) -> None:
         converter, src, dst, args = argv[1:5]
         _do_convert(converter, src, dst, json.loads(args))
     elif what == "generate":
-        converter, path, prompt, max_tokens, temp, seed = argv[1:7]
-        result = _do_generate(
-            converter, path, prompt, int(max_tokens), float(temp), int(seed) if seed else None
-        )
-        print(json.dumps(result))
+        print(json.dumps(_do_generate(json.loads(argv[2]))))
     else:
         raise SystemExit(f"unknown worker command {what!r}")
 
