@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -103,6 +104,18 @@ def cli():
     Exit codes: 0 ok; 1 changes (plan) or drift (verify); 2 user error (bad manifest or
     arguments, stale lock with --locked); 3 source or environment error (hub, hash, disk).
     """
+    _normalise_env()
+
+
+# Environment variables that name a place or a credential: set-but-empty counts as unset
+# (ADR-022 bug 3: HF_HOME="" became Path(".")).
+EMPTY_IS_UNSET = ("HF_HOME", "HF_ENDPOINT", "HF_TOKEN", "MLXK_WORKSPACE_HOME", "MLXK_STORE")
+
+
+def _normalise_env() -> None:
+    for var in EMPTY_IS_UNSET:
+        if var in os.environ and not os.environ[var].strip():
+            del os.environ[var]
 
 
 @cli.command("lock")
@@ -253,6 +266,134 @@ def import_cmd(ui, file, bundle, force):
     data = {**report.to_dict(), "manifest": dest.name}
     text = render_bundle(report, "imported") + f"\nWrote {dest.name} and mlxk.lock"
     return Outcome(data, text)
+
+
+def _maybe_project(file, ui):
+    """The project when there is a manifest (-f, or ./models.yaml), else None."""
+    from pathlib import Path
+
+    if file or (Path.cwd() / "models.yaml").is_file():
+        return _project(file, ui)
+    return None
+
+
+def _ws_home():
+    from .manifest import env_path
+
+    return env_path("MLXK_WORKSPACE_HOME")
+
+
+@cli.command("clone")
+@click.argument("ref", metavar="ORG/REPO[@REV]")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.option("--include", multiple=True, metavar="GLOB", help="Only files matching (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching (repeatable).")
+@click.option("--add", is_flag=True, help="Also add it to models.yaml and lock it.")
+@click.option("--jobs", "-j", type=int, default=None, help="Parallel downloads (default 4).")
+@command("clone")
+def clone_cmd(ui, file, ref, directory, include, exclude, add, jobs):
+    """Download one repo at a pinned commit into DIRECTORY (default
+    $MLXK_WORKSPACE_HOME/<name>): real files, no symlinks, nothing in the HF cache; a
+    complete workspace or nothing. Refuses a non-empty DIRECTORY."""
+    from .clone import clone, parse_ref
+    from .project import DEFAULT_JOBS
+
+    if add:
+        from .edit import add_workspace
+
+        project = _project(file, ui, jobs)
+        repo, revision = parse_ref(ref)
+        name = Path(directory).name if directory else repo.split("/")[-1]
+        if directory and Path(directory).resolve() != project.workspace_path(name):
+            raise UserError(
+                "clone --add: the workspace goes under the manifest's home; "
+                "give no DIRECTORY (or home/NAME)"
+            )
+        entry = {"source": f"hf://{repo}@{revision}"}
+        if include:
+            entry["include"] = list(include)
+        if exclude:
+            entry["exclude"] = list(exclude)
+        add_workspace(project.manifest.path, name, entry)
+        project = _project(file, ui, jobs)
+        report = project.sync()
+        ws = report.plan.workspaces
+        data = {"added": name, "sync": report.to_dict()}
+        return Outcome(
+            data, f"added {name} to {project.manifest.path.name}; {len(ws)} workspace(s) in sync"
+        )
+    from .project import Project
+
+    store = Project.default_store()
+    result = clone(
+        ref,
+        Path(directory) if directory else None,
+        store,
+        include,
+        exclude,
+        jobs or DEFAULT_JOBS,
+        ui=ui,
+    )
+    text = (
+        f"cloned hf://{result.repo}@{result.revision} ({result.commit[:12]}) into "
+        f"{result.path}: {result.files} files, {result.bytes} bytes\n"
+        f"content hash {result.content_hash}"
+    )
+    return Outcome(result.to_dict(), text)
+
+
+@cli.command("list")
+@click.option("--full-paths", is_flag=True, help="Show full paths instead of names.")
+@command("list")
+def list_cmd(ui, file, full_paths):
+    """Every workspace in the manifest and under $MLXK_WORKSPACE_HOME: origin, size, type and
+    state (clean / modified / missing / unlocked). Read-only."""
+    from .inventory import inspect, targets
+    from .output import render_list
+
+    infos = [
+        inspect(path, name, source, locked)
+        for name, path, source, locked in targets(_maybe_project(file, ui), _ws_home())
+    ]
+    data = {"workspaces": [i.to_dict(full_paths=True) for i in infos]}
+    return Outcome(data, render_list(infos, full_paths))
+
+
+@cli.command("show")
+@click.argument("target", metavar="NAME|PATH")
+@click.option("--files", "with_files", is_flag=True, help="Also the per-file table.")
+@command("show")
+def show_cmd(ui, file, target, with_files):
+    """A workspace's metadata: source, operation, commit, content hash, modified yes/no,
+    steps and their fingerprints, runtime captures. Read-only."""
+    from .inventory import find, inspect
+    from .output import render_show
+
+    name, path, source, locked = find(target, _maybe_project(file, ui), _ws_home())
+    info = inspect(path, name, source, locked, with_files=with_files)
+    return Outcome(info.to_dict(with_files=with_files), render_show(info, with_files))
+
+
+@cli.command("health")
+@click.argument("target", metavar="[NAME|PATH]", required=False)
+@command("health")
+def health_cmd(ui, file, target):
+    """Check workspaces are usable without loading them: config, shards, safetensors headers,
+    tokenizer, no pickle weights. Exit 1 with the problems."""
+    from .health import check_workspace
+    from .inventory import find, targets
+    from .output import render_health
+
+    project = _maybe_project(file, ui)
+    chosen = [find(target, project, _ws_home())] if target else targets(project, _ws_home())
+    reports = []
+    for name, path, source, _ in chosen:
+        spec = project.manifest.workspaces.get(name) if project and source == "manifest" else None
+        reports.append((name, check_workspace(path, allow_pickle=bool(spec and spec.allow_pickle))))
+    ok = all(r.ok for _, r in reports)
+    data = {"ok": ok, "workspaces": [{"name": n, **r.to_dict()} for n, r in reports]}
+    code = EXIT_OK if ok else EXIT_CHANGES
+    return Outcome(data, render_health(reports), code, "ok" if ok else "drift")
 
 
 @cli.command("run")

@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from .steps.convert import AUDIO_TYPES as AUDIO_TYPES_BY_DOMAIN
 from .workspace import walk
 
 CONFIG = "config.json"
@@ -39,31 +40,7 @@ DTYPE_SIZES = {
     "F8_E5M2": 1,
     "F8_E8M0": 1,
 }
-# Kept here, not imported from the converters: health must stay import-light and stable.
-AUDIO_TYPES = frozenset(
-    {
-        "whisper",
-        "wav2vec2",
-        "parakeet",
-        "canary",
-        "voxtral",
-        "granite_speech",
-        "kokoro",
-        "csm",
-        "sesame",
-        "bark",
-        "dia",
-        "orpheus",
-        "outetts",
-        "spark",
-        "vibevoice",
-        "llama_tts",
-        "mimi",
-        "encodec",
-        "snac",
-        "dac",
-    }
-)
+AUDIO_TYPES = frozenset().union(*AUDIO_TYPES_BY_DOMAIN.values())
 EMBEDDING_TYPES = frozenset(
     {
         "bert",

@@ -87,6 +87,7 @@ class WorkspaceSpec:
     steps: tuple[Step, ...] = ()
     runtime: tuple[RuntimeDep, ...] = ()
     where: str = ""  # "models.yaml:12:3", for messages
+    allow_pickle: bool = False  # for `mlxk health` only; not part of the lock's digests
 
     def to_dict(self) -> dict:
         """The normalised form that the lock's digests are computed over."""
@@ -331,6 +332,7 @@ def parse_manifest(text: str, path: Path) -> Manifest:
             ),
             runtime=tuple(_runtime(r) for r in raw.get("runtime", ())),
             where=f"{label}:{line}:{col}",
+            allow_pickle=bool(raw.get("allow_pickle", False)),
         )
     return Manifest(path=path, home=home, store=store, workspaces=workspaces)
 

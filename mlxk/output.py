@@ -210,3 +210,72 @@ def render_bundle(report, verb: str) -> str:
     if report.problems:
         lines.append(f"Bundle does not match its lock: {len(report.problems)} problem(s).")
     return "\n".join(lines)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def render_list(infos, full_paths: bool) -> str:
+    if not infos:
+        return "No workspaces (none in the manifest, none under $MLXK_WORKSPACE_HOME)."
+    rows = [["NAME", "SOURCE", "ORIGIN", "SIZE", "TYPE", "STATE"]]
+    for i in infos:
+        rows.append(
+            [
+                str(i.path) if full_paths else i.name,
+                i.source,
+                i.origin or "-",
+                human_size(i.size) if i.state != "missing" else "-",
+                i.type or "-",
+                i.state,
+            ]
+        )
+    return _table(rows)
+
+
+def render_show(info, with_files: bool) -> str:
+    lines = [
+        f"Workspace: {info.name}",
+        f"  Path: {info.path}",
+        f"  Source: {info.source} ({info.origin or '-'})",
+        f"  Operation: {info.operation or '-'}",
+        f"  Revision: {info.revision or '-'}",
+        f"  Commit: {info.commit or '-'}",
+        f"  Type: {info.type or '-'}",
+        f"  Size: {human_size(info.size)}",
+        f"  Content Hash: {info.content_hash or '-'}",
+        f"  State: {info.state}",
+        f"  Modified: {'yes' if info.state == 'modified' else 'no'}",
+    ]
+    for n, st in enumerate(info.steps, 1):
+        lines.append(
+            f"  Step {n}: {st.get('kind')} {json.dumps(st.get('params'))} via "
+            f"{st.get('converter')} (fingerprint {str(st.get('fingerprint'))[:19]}…)"
+        )
+    for r in info.runtime:
+        size = f", {r['files']} files, {human_size(r['size'])}" if "size" in r else ""
+        lines.append(f"  Runtime: hf://{r['repo']}@{r['revision']} ({r['commit'][:12]}){size}")
+    if with_files:
+        rows = [["STATUS", "SIZE", "SHA256", "PATH"]]
+        for f in info.files:
+            rows.append([f["status"], str(f["size"]), (f["hash"] or "-")[7:19], f["path"]])
+        lines.append(_table(rows))
+    return "\n".join(lines)
+
+
+def render_health(reports) -> str:
+    lines = []
+    for name, r in reports:
+        lines.append(
+            f"{'ok' if r.ok else 'PROBLEMS':9} {name} ({r.path}): {r.kind or '?'}"
+            f" {r.model_type or ''}".rstrip()
+        )
+        for p in r.problems:
+            lines.append(f"    {p.check:12} {p.message}")
+    bad = sum(1 for _, r in reports if not r.ok)
+    lines.append("Healthy." if not bad else f"{bad} of {len(reports)} workspace(s) have problems.")
+    return "\n".join(lines)

@@ -104,6 +104,10 @@ class Project:
         self.builder = Builder(self.store, self.fetcher, ui=self.ui)
         self._build_lock = threading.Lock()
 
+    @staticmethod
+    def default_store() -> Store:
+        return Store(env_path("MLXK_STORE") or default_store_root())
+
     @classmethod
     def load(cls, file=None, **kwargs) -> Project:
         return cls(load_manifest(file), **kwargs)

@@ -30,7 +30,7 @@ def is_excluded(relpath: str) -> bool:
     return any(p in EXCLUDED_NAMES or p == "__pycache__" for p in parts)
 
 
-def sentinel_for(name: str, locked) -> dict:
+def sentinel_for(name: str, locked, operation: str | None = None) -> dict:
     """The sentinel written into a synced workspace. No timestamps: rebuilds are byte-identical."""
     src = locked.source
     source = {"kind": src.kind}
@@ -42,7 +42,7 @@ def sentinel_for(name: str, locked) -> dict:
         "managed": True,
         "mlxk_version": __version__,
         "name": name,
-        "operation": locked.operation,
+        "operation": operation or locked.operation,
         "source": source,
         "content_hash": locked.content_hash,
         "hash_excludes": sorted([SENTINEL, *(d + "/" for d in EXCLUDED_DIRS), *EXCLUDED_NAMES]),
@@ -65,8 +65,8 @@ def sentinel_for(name: str, locked) -> dict:
     return out
 
 
-def sentinel_text(name: str, locked) -> str:
-    return canonical_json(sentinel_for(name, locked))
+def sentinel_text(name: str, locked, operation: str | None = None) -> str:
+    return canonical_json(sentinel_for(name, locked, operation))
 
 
 @dataclass(frozen=True)

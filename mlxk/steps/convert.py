@@ -44,6 +44,7 @@ AUDIO_TYPES = {
         "llama_tts",
     },
     "sts": {"mimi"},
+    "codec": {"encodec", "snac", "dac"},
 }
 VISION_KEYS = ("image_token_index", "image_token_id", "vision_tower")
 AUDIO_DOMAINS = ("stt", "tts", "sts", "lid", "music")

@@ -1,0 +1,78 @@
+"""Editing models.yaml in place (mlxk add, clone --add), keeping its comments and order.
+
+A round trip through ruamel.yaml; the result is validated like any manifest before it is
+written, atomically.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from .errors import ManifestError, UserError
+from .lock import write_atomic
+from .manifest import parse_manifest
+
+STARTER = """\
+# models.yaml: the MLX model workspaces this project wants.
+# `mlxk lock` pins every commit and file hash in mlxk.lock; `mlxk sync` builds them;
+# `mlxk verify` proves the disk matches. Reference: `mlxk schema manifest`.
+# yaml-language-server: $schema={schema}
+version: 1
+home: models            # where workspaces go, relative to this file
+workspaces: {{}}
+  # tiny-4bit:
+  #   source: hf://org/model@main          # or path:../train/out
+  #   include: ["*.json", "*.safetensors", "tokenizer*"]
+  #   steps:
+  #     - convert: {{quantize: {{bits: 4, group_size: 64}}}}
+"""
+
+
+def _yaml():
+    from ruamel.yaml import YAML
+
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.indent(mapping=2, sequence=4, offset=2)
+    y.width = 100
+    return y
+
+
+def add_workspace(manifest: Path, name: str, entry: dict) -> str:
+    """Append workspace `name` to the manifest's `workspaces`; returns the new text."""
+    from ruamel.yaml.comments import CommentedMap
+
+    text = manifest.read_text(encoding="utf-8")
+    y = _yaml()
+    try:
+        doc = y.load(text)
+    except Exception as e:  # ruamel's errors have no common public base
+        raise ManifestError(f"{manifest.name}: cannot edit: {str(e).splitlines()[0]}") from None
+    if not isinstance(doc, dict) or "workspaces" not in doc:
+        raise ManifestError(f"{manifest.name}: no 'workspaces' mapping to add to")
+    workspaces = doc["workspaces"]
+    if workspaces is None or not isinstance(workspaces, dict):
+        workspaces = doc["workspaces"] = CommentedMap()
+    if name in workspaces:
+        raise UserError(
+            f"{manifest.name}: workspaces.{name} exists already",
+            hint="choose another name with --name",
+        )
+    workspaces[name] = entry
+    if hasattr(workspaces, "fa"):
+        workspaces.fa.set_block_style()
+    out = io.StringIO()
+    y.dump(doc, out)
+    new = out.getvalue()
+    parse_manifest(new, manifest)  # never write a manifest mlxk would refuse
+    write_atomic(manifest, new)
+    return new
+
+
+def init_manifest(path: Path, schema_ref: str) -> None:
+    if path.exists():
+        raise UserError(f"{path.name} exists; mlxk init never overwrites", hint="edit it instead")
+    text = STARTER.format(schema=schema_ref)
+    parse_manifest(text, path)
+    write_atomic(path, text)
