@@ -212,6 +212,12 @@ def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, from_bundle, 
 )
 @click.option("--jobs", "-j", type=int, default=None, help="Parallel hashing threads.")
 @click.option(
+    "--fast",
+    is_flag=True,
+    help="Trust the stat-keyed hash cache for files unchanged since they were last hashed "
+    "(fast; plain verify rehashes every byte and is what CI should run).",
+)
+@click.option(
     "--bundle",
     "bundle",
     type=click.Path(exists=True),
@@ -219,7 +225,7 @@ def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, from_bundle, 
     help="Verify a bundle instead: every blob hashed against the bundle's own lock.",
 )
 @command("verify")
-def verify_cmd(ui, file, names, jobs, bundle):
+def verify_cmd(ui, file, names, jobs, fast, bundle):
     """Read-only: rehash every file and compare with the lock. Exit 0: match; 1: drift.
 
     Plain verify always rehashes every byte (CI should not trust a cache). It never changes
@@ -235,7 +241,7 @@ def verify_cmd(ui, file, names, jobs, bundle):
         status = "ok" if report.ok else "drift"
         return Outcome(report.to_dict(), render_bundle(report, "verified"), code, status)
     project = _project(file, ui, jobs)
-    result = project.verify(list(names) or None)
+    result = project.verify(list(names) or None, fast=fast)
     code = EXIT_OK if result.ok else EXIT_CHANGES
     return Outcome(result.to_dict(), render_verify(result), code, "ok" if result.ok else "drift")
 
@@ -275,6 +281,15 @@ def _maybe_project(file, ui):
     if file or (Path.cwd() / "models.yaml").is_file():
         return _project(file, ui)
     return None
+
+
+def _readonly_cache(project):
+    """The hash cache, read-only: list and show never write a file."""
+    from .hashcache import HashCache
+    from .project import Project
+
+    store = project.store if project else Project.default_store()
+    return HashCache(store.root / "hashcache.sqlite", readonly=True)
 
 
 def _ws_home():
@@ -351,9 +366,11 @@ def list_cmd(ui, file, full_paths):
     from .inventory import inspect, targets
     from .output import render_list
 
+    project = _maybe_project(file, ui)
+    cache = _readonly_cache(project)
     infos = [
-        inspect(path, name, source, locked)
-        for name, path, source, locked in targets(_maybe_project(file, ui), _ws_home())
+        inspect(path, name, source, locked, cache=cache)
+        for name, path, source, locked in targets(project, _ws_home())
     ]
     data = {"workspaces": [i.to_dict(full_paths=True) for i in infos]}
     return Outcome(data, render_list(infos, full_paths))
@@ -369,8 +386,11 @@ def show_cmd(ui, file, target, with_files):
     from .inventory import find, inspect
     from .output import render_show
 
-    name, path, source, locked = find(target, _maybe_project(file, ui), _ws_home())
-    info = inspect(path, name, source, locked, with_files=with_files)
+    project = _maybe_project(file, ui)
+    name, path, source, locked = find(target, project, _ws_home())
+    info = inspect(
+        path, name, source, locked, with_files=with_files, cache=_readonly_cache(project)
+    )
     return Outcome(info.to_dict(with_files=with_files), render_show(info, with_files))
 
 

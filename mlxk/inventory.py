@@ -63,9 +63,10 @@ def _origin(src: dict | None) -> tuple[str | None, str | None, str | None]:
     return f"path:{src.get('path')}", None, None
 
 
-def inspect(path: Path, name: str, source: str, locked=None, with_files: bool = False):
-    """One workspace's info, from its sentinel, the lock entry (if any) and a fresh scan."""
-    state = scan(path)
+def inspect(path: Path, name: str, source: str, locked=None, with_files: bool = False, cache=None):
+    """One workspace's info, from its sentinel, the lock entry (if any) and a fresh scan
+    (a read-only hash cache spares unchanged files)."""
+    state = scan(path, cache=cache)
     recorded = locked.content_hash if locked else (state.sentinel or {}).get("content_hash")
     src = (state.sentinel or {}).get("source")
     if locked is not None:

@@ -16,6 +16,7 @@ from . import lock as lockfile
 from .build import Builder
 from .errors import IntegrityError, LockError, SourceError, UserError
 from .fetch import Fetcher
+from .hashcache import HashCache
 from .lock import Lock, LockedSource
 from .manifest import Manifest, env_path, load_manifest
 from .plan import Plan, make_plan
@@ -23,7 +24,7 @@ from .resolve import resolve, stale_reasons, steps_outdated
 from .store import Store, default_store_root
 from .sync import SyncResult, build_workspace, recover, remove_workspace, staging_root
 from .verify import Verification, verify_workspace
-from .workspace import STAGING, WorkspaceState, scan, sentinel_text
+from .workspace import STAGING, WorkspaceState, prime, scan, sentinel_text
 
 DEFAULT_JOBS = 4
 
@@ -103,6 +104,7 @@ class Project:
         self.fetcher = Fetcher(self.store, manifest.root, offline=offline, hf=hf)
         self.builder = Builder(self.store, self.fetcher, ui=self.ui)
         self._build_lock = threading.Lock()
+        self._hash_cache = None
 
     @staticmethod
     def default_store() -> Store:
@@ -190,8 +192,16 @@ class Project:
         return lock, None
 
     # ------------------------------------------------------------ state
-    def scan_workspace(self, name: str) -> WorkspaceState:
-        return scan(self.workspace_path(name), jobs=self.jobs)
+    @property
+    def hash_cache(self) -> HashCache:
+        if self._hash_cache is None:
+            self._hash_cache = HashCache(self.store.root / "hashcache.sqlite")
+        return self._hash_cache
+
+    def scan_workspace(self, name: str, cached: bool = True) -> WorkspaceState:
+        """What is on disk; `cached` trusts the stat-keyed hash cache (plain verify does not)."""
+        cache = self.hash_cache if cached else None
+        return scan(self.workspace_path(name), jobs=self.jobs, cache=cache)
 
     def orphans(self, lock: Lock) -> dict[str, WorkspaceState]:
         """Managed workspaces under home that the lock does not name."""
@@ -201,7 +211,7 @@ class Project:
         for entry in sorted(self.home.iterdir()):
             if entry.name in lock.workspaces or entry.name == STAGING or not entry.is_dir():
                 continue
-            state = scan(entry, jobs=self.jobs)
+            state = scan(entry, jobs=self.jobs, cache=self.hash_cache)
             if state.managed and state.sentinel.get("name") == entry.name:
                 out[entry.name] = state
         return out
@@ -210,7 +220,9 @@ class Project:
         lock = lock or self.current_lock(frozen=True)[0]
         states = {n: self.scan_workspace(n) for n in lock.workspaces}
         sentinels = {n: sentinel_text(n, ws) for n, ws in lock.workspaces.items()}
-        return make_plan(lock, states, sentinels, self.orphans(lock), prune=prune)
+        plan = make_plan(lock, states, sentinels, self.orphans(lock), prune=prune)
+        self.hash_cache.flush()
+        return plan
 
     # ------------------------------------------------------------ sync
     def ensurer(self, ws):
@@ -319,6 +331,8 @@ class Project:
                         progress=self.ui,
                     )
                     result.workspaces.append(built)
+                    prime(target, ws.placed_files, self.hash_cache)
+                    self.hash_cache.flush()
                 elif wplan.op == "remove":
                     remove_workspace(target)
                     result.workspaces.append(_removed(wplan))
@@ -374,7 +388,8 @@ class Project:
         return write_bundle(Path(out), self.manifest.path, lock, self.store)
 
     # ------------------------------------------------------------ verify
-    def verify(self, names: list[str] | None = None) -> Verification:
+    def verify(self, names: list[str] | None = None, fast: bool = False) -> Verification:
+        """Rehash every file (or, `fast`, trust the hash cache) and compare with the lock."""
         lock = self.current_lock(frozen=True)[0]
         unknown = sorted(set(names or ()) - set(lock.workspaces))
         if unknown:
@@ -382,12 +397,14 @@ class Project:
         reports = []
         for name in sorted(names or lock.workspaces):
             ws = lock.workspaces[name]
-            state = self.scan_workspace(name)
+            state = self.scan_workspace(name, cached=fast)
             reports.append(
                 verify_workspace(
                     name, ws, state, sentinel_text(name, ws), self.shown(self.workspace_path(name))
                 )
             )
+        if fast:
+            self.hash_cache.flush()
         return Verification(tuple(reports))
 
 

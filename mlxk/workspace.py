@@ -127,8 +127,11 @@ def walk_all(root: Path) -> dict[str, tuple[str, os.stat_result]]:
     return out
 
 
-def scan(path: Path, jobs: int | None = None, on_hashed=None) -> WorkspaceState:
-    """Read a workspace: its sentinel and every content file with its sha256 (read-only)."""
+def scan(path: Path, jobs: int | None = None, on_hashed=None, cache=None) -> WorkspaceState:
+    """Read a workspace: its sentinel and every content file with its sha256 (read-only).
+
+    With a HashCache, files whose stat key is known are not read again.
+    """
     if not path.is_dir() or path.is_symlink():
         return WorkspaceState(path=path, exists=path.exists() or path.is_symlink())
     state = WorkspaceState(path=path, exists=True)
@@ -139,12 +142,35 @@ def scan(path: Path, jobs: int | None = None, on_hashed=None) -> WorkspaceState:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         state.sentinel = None
     entries = walk_all(path)
-    regular = [rel for rel, (kind, _) in entries.items() if kind == "file"]
-    hashes = hash_files([path / rel for rel in regular], jobs=jobs, on_done=on_hashed)
+    known = {}
+    if cache is not None:
+        for rel, (kind, st) in entries.items():
+            if kind == "file" and (digest := cache.get(st)):
+                known[rel] = (st.st_size, digest)
+    todo = [rel for rel, (kind, _) in entries.items() if kind == "file" and rel not in known]
+    hashes = hash_files([path / rel for rel in todo], jobs=jobs, on_done=on_hashed)
     for rel, (kind, st) in entries.items():
-        if kind == "file":
-            size, digest = hashes[path / rel]
-            state.files[rel] = DiskFile(size=size, hash=digest)
-        else:
+        if kind != "file":
             state.files[rel] = DiskFile(size=st.st_size, hash=None, kind=kind)
+            continue
+        if rel in known:
+            size, digest = known[rel]
+        else:
+            size, digest = hashes[path / rel]
+            if cache is not None and size == st.st_size:
+                cache.put(st, digest)
+        state.files[rel] = DiskFile(size=size, hash=digest)
     return state
+
+
+def prime(path: Path, files, cache) -> None:
+    """After sync wrote verified files: record their hashes under their final stat keys."""
+    if cache is None:
+        return
+    for f in files:
+        try:
+            st = os.lstat(path / f.path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size == f.size:
+            cache.put(st, f.hash)

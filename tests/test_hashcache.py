@@ -1,0 +1,83 @@
+"""The stat-keyed hash cache: plan and verify --fast skip unchanged files; anything touched,
+rewritten or re-dated is hashed again; plain verify never trusts it; list never writes it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from mlxk import workspace
+from tests.support import DEMO_MODEL, write_manifest
+
+
+@pytest.fixture
+def hashed(monkeypatch):
+    """Counts the files each command actually reads to hash."""
+    seen: list[str] = []
+    real = workspace.hash_files
+
+    def spy(paths, *a, **k):
+        paths = list(paths)
+        seen.extend(p.name for p in paths)
+        return real(paths, *a, **k)
+
+    monkeypatch.setattr(workspace, "hash_files", spy)
+    return seen
+
+
+@pytest.fixture
+def synced(tmp_path, mlxk):
+    shutil.copytree(DEMO_MODEL, tmp_path / "demo-model")
+    m = str(
+        write_manifest(tmp_path, "version: 1\nworkspaces:\n  a:\n    source: path:demo-model\n")
+    )
+    assert mlxk("sync", "-f", m).exit_code == 0
+    return m, tmp_path / "models" / "a"
+
+
+def test_plan_and_fast_verify_read_nothing_after_sync(synced, mlxk, hashed):
+    m, _ = synced
+    assert mlxk("plan", "-f", m).exit_code == 0
+    assert mlxk("verify", "-f", m, "--fast").exit_code == 0
+    assert mlxk("sync", "-f", m).exit_code == 0
+    assert hashed == []
+    assert mlxk("verify", "-f", m).exit_code == 0  # plain verify: every byte, every time
+    assert sorted(hashed) == sorted(p.name for p in DEMO_MODEL.iterdir())
+
+
+def test_touched_or_redated_files_are_hashed_again(synced, mlxk, hashed):
+    m, ws = synced
+    cfg = ws / "config.json"
+    st = cfg.stat()
+    data = bytearray(cfg.read_bytes())
+    data[2] ^= 1  # same size
+    cfg.write_bytes(bytes(data))
+    os.utime(cfg, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime restored; ctime moved on
+    res = mlxk("verify", "-f", m, "--fast", "--json")
+    assert res.exit_code == 1
+    assert res.json["data"]["workspaces"][0]["problems"][0]["path"] == "config.json"
+    assert hashed == ["config.json"]
+    hashed.clear()
+    os.utime(ws / "README.md")  # touched, unchanged
+    assert mlxk("plan", "-f", m, "--json").json["data"]["workspaces"][0]["op"] == "update"
+    assert hashed == ["README.md"]  # config.json: its new hash is cached under its new key
+
+
+def test_list_and_show_never_create_the_cache(tmp_path, mlxk, monkeypatch):
+    shutil.copytree(DEMO_MODEL, tmp_path / "demo-model")
+    m = str(
+        write_manifest(tmp_path, "version: 1\nworkspaces:\n  a:\n    source: path:demo-model\n")
+    )
+    assert mlxk("lock", "-f", m).exit_code == 0
+    assert mlxk("sync", "-f", m, "--frozen").exit_code == 0
+    cache = tmp_path / "store" / "hashcache.sqlite"
+    before = cache.stat().st_mtime_ns
+    (tmp_path / "models" / "a" / "README.md").write_text("edited")
+    assert mlxk("list", "-f", m).exit_code == 0
+    assert mlxk("show", "-f", m, "a").exit_code == 0
+    assert cache.stat().st_mtime_ns == before
+    cache.unlink()
+    assert mlxk("list", "-f", m).exit_code == 0
+    assert not cache.exists()
