@@ -13,6 +13,7 @@ from . import __version__
 from .errors import EXIT_CHANGES, EXIT_OK, EXIT_SOURCE, EXIT_USER, MlxkError, UserError
 
 ALL = ":all:"
+SCHEMA_URL = "https://mlxk.invalid/schemas/manifest-v1.json"
 JSON_HELP = "Print one JSON envelope {status, command, data, error} on stdout."
 
 
@@ -21,6 +22,19 @@ class Outcome:
 
     def __init__(self, data, text: str, exit_code: int = EXIT_OK, status: str = "ok"):
         self.data, self.text, self.exit_code, self.status = data, text, exit_code, status
+
+
+def complete_workspace(ctx, param, incomplete: str):
+    """Shell completion: workspace names from the manifest (-f, or ./models.yaml)."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        from .manifest import load_manifest
+
+        names = sorted(load_manifest(ctx.params.get("file")).workspaces)
+    except Exception:  # completion must never fail loudly
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
 
 
 def _fail(command: str, json_mode: bool, err: MlxkError) -> None:
@@ -127,18 +141,41 @@ def _normalise_env() -> None:
     default=None,
     multiple=True,
     metavar="[NAME]",
+    shell_complete=complete_workspace,
     help="Re-resolve revisions: all workspaces, or only NAME (repeatable).",
 )
 @click.option("--jobs", "-j", type=int, default=None, help="Parallel file fetches.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Only check: exit 0 if mlxk.lock is up to date with the manifest, 1 if stale. "
+    "Needs no network.",
+)
+@click.option(
+    "--refresh",
+    is_flag=True,
+    help="With --check: also ask the hub whether a branch or tag moved (exit 1 if so).",
+)
 @command("lock")
-def lock_cmd(ui, file, upgrade, jobs):
+def lock_cmd(ui, file, upgrade, jobs, check, refresh):
     """Resolve models.yaml into mlxk.lock (commits, sizes, sha256 of every file).
 
     Existing pins are kept unless the workspace changed in the manifest or an upgrade is asked.
     """
     from .output import render_lock
 
+    if refresh and not check:
+        raise UserError("--refresh goes with --check")
     project = _project(file, ui, jobs)
+    if check:
+        result = project.check_lock(refresh=refresh)
+        code = EXIT_OK if result["fresh"] else EXIT_CHANGES
+        text = (
+            "mlxk.lock is up to date."
+            if result["fresh"]
+            else ("mlxk.lock is stale:\n" + "\n".join(f"  {r}" for r in result["reasons"]))
+        )
+        return Outcome(result, text, code, "ok" if result["fresh"] else "changes")
     how = True if ALL in upgrade else (frozenset(upgrade) if upgrade else False)
     result = project.lock(upgrade=how)
     return Outcome(result.to_dict(), render_lock(result))
@@ -183,6 +220,7 @@ def plan_cmd(ui, file, prune):
     "rebuild",
     multiple=True,
     metavar="NAME",
+    shell_complete=complete_workspace,
     help="Rebuild NAME's steps from scratch and check every output is byte-identical "
     "to the lock (exit 3 if not).",
 )
@@ -208,6 +246,7 @@ def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, from_bundle, 
     "names",
     multiple=True,
     metavar="NAME",
+    shell_complete=complete_workspace,
     help="Verify only this workspace (repeatable).",
 )
 @click.option("--jobs", "-j", type=int, default=None, help="Parallel hashing threads.")
@@ -377,7 +416,7 @@ def list_cmd(ui, file, full_paths):
 
 
 @cli.command("show")
-@click.argument("target", metavar="NAME|PATH")
+@click.argument("target", metavar="NAME|PATH", shell_complete=complete_workspace)
 @click.option("--files", "with_files", is_flag=True, help="Also the per-file table.")
 @command("show")
 def show_cmd(ui, file, target, with_files):
@@ -395,7 +434,7 @@ def show_cmd(ui, file, target, with_files):
 
 
 @cli.command("health")
-@click.argument("target", metavar="[NAME|PATH]", required=False)
+@click.argument("target", metavar="[NAME|PATH]", required=False, shell_complete=complete_workspace)
 @command("health")
 def health_cmd(ui, file, target):
     """Check workspaces are usable without loading them: config, shards, safetensors headers,
@@ -416,8 +455,81 @@ def health_cmd(ui, file, target):
     return Outcome(data, render_health(reports), code, "ok" if ok else "drift")
 
 
+@cli.command("validate")
+@command("validate")
+def validate_cmd(ui, file):
+    """Check the manifest against its schema (file:line:column errors, exit 2); no lock needed."""
+    project = _project(file, ui)
+    m = project.manifest
+    data = {"manifest": m.path.name, "workspaces": sorted(m.workspaces), "digest": m.digest()}
+    return Outcome(data, f"{m.path.name}: valid, {len(m.workspaces)} workspace(s).")
+
+
+@cli.command("schema")
+@click.argument("which", type=click.Choice(["manifest", "json-output"]))
+@command("schema")
+def schema_cmd(ui, file, which):
+    """Print a JSON Schema: the manifest's (for editors) or that of --json output."""
+    import json
+
+    from .manifest import manifest_schema
+    from .output import output_schema
+
+    schema = manifest_schema() if which == "manifest" else output_schema()
+    return Outcome(schema, json.dumps(schema, indent=2))
+
+
+@cli.command("init")
+@command("init")
+def init_cmd(ui, file):
+    """Write a commented starter models.yaml here (never overwrites)."""
+    from .edit import init_manifest
+
+    path = Path(file or "models.yaml").resolve()
+    init_manifest(path, SCHEMA_URL)
+    return Outcome({"manifest": str(path)}, f"wrote {path.name}; next: mlxk add hf://org/repo")
+
+
+@cli.command("add")
+@click.argument("ref", metavar="hf://ORG/REPO[@REV] | path:DIR")
+@click.option("--name", help="Workspace name (default: the repo's name).")
+@click.option(
+    "--quantize",
+    type=click.Choice(["2", "3", "4", "5", "6", "8"]),
+    default=None,
+    help="Add a convert step quantizing to this many bits.",
+)
+@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default=None)
+@click.option("--include", multiple=True, metavar="GLOB")
+@click.option("--exclude", multiple=True, metavar="GLOB")
+@command("add")
+def add_cmd(ui, file, ref, name, quantize, group_size, include, exclude):
+    """Add a workspace to models.yaml, keeping the file's comments and order."""
+    from .edit import add_workspace
+    from .manifest import find_manifest
+
+    if not ref.startswith(("hf://", "path:")):
+        ref = "hf://" + ref
+    name = name or ref.split("@")[0].rstrip("/").split("/")[-1].removeprefix("path:")
+    entry: dict = {"source": ref}
+    if include:
+        entry["include"] = list(include)
+    if exclude:
+        entry["exclude"] = list(exclude)
+    if quantize:
+        q = {"bits": int(quantize)}
+        if group_size:
+            q["group_size"] = int(group_size)
+        entry["steps"] = [{"convert": {"quantize": q}}]
+    path = find_manifest(file)
+    add_workspace(path, name, entry)
+    return Outcome(
+        {"manifest": str(path), "added": name}, f"added {name} to {path.name}; next: mlxk lock"
+    )
+
+
 @cli.command("run")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_workspace)
 @click.argument("prompt", required=False, default="Hello")
 @click.option("--max-tokens", type=click.IntRange(1, 100_000), default=32, show_default=True)
 @click.option("--temp", type=click.FloatRange(0.0, 10.0), default=0.0, show_default=True)
@@ -433,7 +545,7 @@ def run_cmd(ui, file, name, prompt, max_tokens, temp, seed):
 
 def main() -> None:
     try:
-        cli(standalone_mode=False)
+        cli(standalone_mode=False, prog_name="mlxk")
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:

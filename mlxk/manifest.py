@@ -127,6 +127,16 @@ class Manifest:
 # ---------------------------------------------------------------- positions
 
 
+_KEY_TAGS = ("tag:yaml.org,2002:str", "tag:yaml.org,2002:merge")  # merge: `<<: *anchor`
+
+
+def _pos(table: dict, path: tuple) -> tuple[int, int]:
+    """Line and column of path, else of its nearest ancestor (merged keys have none)."""
+    while path not in table and path:
+        path = path[:-1]
+    return table.get(path, (1, 1))
+
+
 def _walk_positions(node, path: tuple, values: dict, keys: dict, counter: list, label: str):
     counter[0] += 1
     if counter[0] > MAX_NODES:
@@ -139,6 +149,13 @@ def _walk_positions(node, path: tuple, values: dict, keys: dict, counter: list, 
     if isinstance(node, yaml.MappingNode):
         seen = set()
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _KEY_TAGS:
+                line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                got = key_node.value if isinstance(key_node, yaml.ScalarNode) else "a collection"
+                raise ManifestError(
+                    f"{label}:{line}:{col}: {_dotted(path)}: a key must be a string, "
+                    f"got {str(got)[:40]!r} (quote it)"
+                )
             key = key_node.value
             if key in seen:
                 line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
@@ -200,14 +217,15 @@ def _schema_message(err) -> tuple[tuple, str, bool]:
         hint = manifest_schema()["properties"]["workspaces"]["propertyNames"]["x-message"]
         return path + (name,), f"bad workspace name '{name}': {hint}", True
     if err.validator in ("oneOf", "anyOf") and "x-message" in schema:
-        return path, f"{schema['x-message']} (got {json.dumps(err.instance)[:80]})", False
+        got = json.dumps(err.instance, default=str)[:80]
+        return path, f"{schema['x-message']} (got {got})", False
     if err.validator == "required":
         return path, err.message.replace("is a required property", "is required"), False
     if err.validator in ("minProperties", "maxProperties") and schema.get("x-unknown") == "step":
         return path, "a step is a mapping with exactly one key, e.g. {convert: {...}}", False
     if err.validator == "enum":
         choices = ", ".join(json.dumps(c) for c in err.validator_value)
-        return path, f"{json.dumps(err.instance)} is not one of: {choices}", False
+        return path, f"{json.dumps(err.instance, default=str)} is not one of: {choices}", False
     if err.validator == "const":
         return path, f"must be {json.dumps(err.validator_value)}", False
     return path, err.message, False
@@ -227,7 +245,10 @@ def _validate(data, label: str, values: dict, keys: dict) -> None:
         return values.get(tuple(err.absolute_path), (0, 0))
 
     earliest = min(first(e) for e in errors)
-    best = jsonschema.exceptions.best_match(e for e in errors if first(e) == earliest)
+    here = [e for e in errors if first(e) == earliest]
+    # A misspelt key also leaves a required one missing: name the typo, it is the cause.
+    typos = [e for e in here if e.validator == "additionalProperties"]
+    best = typos[0] if typos else jsonschema.exceptions.best_match(here)
     path, msg, at_key = _schema_message(best)
     pos = (keys if at_key else values).get(path) or values.get(path[:-1]) or (1, 1)
     shown = path[:-1] if at_key else path
@@ -268,9 +289,9 @@ def _runtime(raw) -> RuntimeDep:
 def _inside(base: Path, rel: str, label: str, pos, field_name: str) -> Path:
     """Resolve `rel` against `base`; refuse absolute paths and anything that leaves `base`."""
     p = PurePosixPath(rel)
-    if p.is_absolute() or ".." in p.parts:
+    if p.is_absolute() or ".." in p.parts or "\0" in rel:
         raise ManifestError(
-            f"{label}:{pos[0]}:{pos[1]}: {field_name}: '{rel}' must be a relative path inside "
+            f"{label}:{pos[0]}:{pos[1]}: {field_name}: {rel!r} must be a relative path inside "
             f"the project directory",
             hint="use $MLXK_WORKSPACE_HOME for a home outside the project",
         )
@@ -294,6 +315,10 @@ def parse_manifest(text: str, path: Path) -> Manifest:
             keys: dict = {}
             _walk_positions(node, (), values, keys, [0], label)
             data = yaml.safe_load(text)
+    except RecursionError:
+        raise ManifestError(
+            f"{label}: nested too deeply", hint="a manifest is a few levels of mappings"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
@@ -309,19 +334,22 @@ def parse_manifest(text: str, path: Path) -> Manifest:
 
     root = path.parent
     if "home" in data:
-        home = _inside(root, data["home"], label, values[("home",)], "home")
+        home = _inside(root, data["home"], label, _pos(values, ("home",)), "home")
     else:
         home = env_path("MLXK_WORKSPACE_HOME") or (root / "models")
     store = None
     if "store" in data:
-        store = _inside(root, data["store"], label, values[("store",)], "store")
+        store = _inside(root, data["store"], label, _pos(values, ("store",)), "store")
 
     workspaces = {}
     for name, raw in data["workspaces"].items():
-        line, col = keys[("workspaces", name)]
+        line, col = _pos(keys, ("workspaces", name))
         source = _source(raw["source"])
-        if isinstance(source, PathSource) and Path(source.path).is_absolute() is False:
-            pass  # relative path sources are resolved against the manifest at use
+        if isinstance(source, PathSource) and "\0" in source.path:
+            line, col = _pos(values, ("workspaces", name, "source"))
+            raise ManifestError(
+                f"{label}:{line}:{col}: workspaces.{name}.source: a path cannot hold a NUL byte"
+            )
         workspaces[name] = WorkspaceSpec(
             name=name,
             source=source,
@@ -350,6 +378,8 @@ def find_manifest(file: str | os.PathLike | None = None) -> Path:
 
 def load_manifest(file: str | os.PathLike | None = None) -> Manifest:
     path = find_manifest(file)
+    if path.stat().st_size > MAX_MANIFEST_BYTES:  # before reading it all
+        raise ManifestError(f"{path.name}: file is larger than {MAX_MANIFEST_BYTES} bytes")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:

@@ -191,6 +191,29 @@ class Project:
             return result.lock, result
         return lock, None
 
+    def check_lock(self, refresh: bool = False) -> dict:
+        """Is mlxk.lock up to date with the manifest? Offline unless `refresh`, which asks the
+        hub whether any branch or tag a workspace pins has moved."""
+        lock = self.read_lock()
+        reasons = stale_reasons(self.manifest, lock)
+        if refresh and lock is not None:
+            for name, ws in sorted(lock.workspaces.items()):
+                pins = (
+                    [(ws.source.repo, ws.source.revision, ws.source.commit)]
+                    if (ws.source.kind == "hf")
+                    else []
+                )
+                pins += [(r.repo, r.revision, r.commit) for r in ws.runtime]
+                for repo, revision, commit in pins:
+                    if revision == commit:
+                        continue
+                    now = self.fetcher.hf_resolve(repo, revision)
+                    if now != commit:
+                        reasons.append(
+                            f"{name}: hf://{repo}@{revision} moved {commit[:12]} → {now[:12]}"
+                        )
+        return {"fresh": not reasons, "reasons": reasons, "refreshed": refresh}
+
     # ------------------------------------------------------------ state
     @property
     def hash_cache(self) -> HashCache:
