@@ -9,6 +9,7 @@ is unchanged is not rerun.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -17,6 +18,16 @@ from .errors import IntegrityError
 from .lock import FileEntry, LockedSource, LockedStep, LockedWorkspace, workspace_content_hash
 from .steps import convert
 from .workspace import walk
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def is_current(step: LockedStep) -> bool:
@@ -64,7 +75,7 @@ class Builder:
             self.ui.note(
                 f"{what}: converting with {converter} {tools[convert.CONVERTERS[converter][0]]}"
             )
-        work = self.store.tmp / f"build-{uuid.uuid4().hex[:12]}"
+        work = self.store.tmp / f"build-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         in_dir, out_dir = work / "in", work / "out"
         try:
             for f in inputs:
@@ -93,6 +104,16 @@ class Builder:
     def _ensure_inputs(self, source: LockedSource) -> None:
         for entry in source.files:
             self.fetcher.ensure(source, entry)
+
+    def clean_stale(self) -> list[str]:
+        """Remove build directories left by processes that died (kill -9 mid-convert)."""
+        notes = []
+        for work in self.store.tmp.glob("build-*") if self.store.tmp.is_dir() else ():
+            pid = work.name.split("-")[1]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(work, ignore_errors=True)
+                notes.append(f"removed a build left by process {pid}")
+        return notes
 
     # ------------------------------------------------------------ whole workspaces
     def build(self, steps, source: LockedSource, what: str, reuse=()) -> tuple[LockedStep, ...]:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DiskError, UserError
+from .errors import UserError
 from .fetch import Fetcher
 from .hashing import canonical_json, sha256_text
 from .lock import LockedSource, LockedWorkspace, workspace_content_hash
@@ -21,7 +20,7 @@ from .manifest import env_path
 from .plan import plan_workspace
 from .resolve import pin_hf
 from .store import Store
-from .sync import build_workspace
+from .sync import build_workspace, check_space
 from .workspace import WorkspaceState, sentinel_text
 
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -63,25 +62,6 @@ def default_dir(repo: str) -> Path:
     return home / repo.split("/")[-1]
 
 
-def check_space(target: Path, store: Store, files) -> None:
-    """Refuse early when the workspace and the store cannot hold the files."""
-    need_ws = sum(f.size for f in files)
-    need_store = sum(f.size for f in files if not store.has(f.hex, f.size))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    store.root.mkdir(parents=True, exist_ok=True)
-    ws_dev, store_dev = target.parent.stat().st_dev, store.root.stat().st_dev
-    free = shutil.disk_usage(target.parent).free
-    need = need_ws + (need_store if ws_dev == store_dev else 0)
-    if need > free:
-        raise DiskError(
-            f"not enough space for {target.name}: needs {need} bytes, {free} free under "
-            f"{target.parent}",
-            hint="free some space or clone to another disk",
-        )
-    if ws_dev != store_dev and need_store > shutil.disk_usage(store.root).free:
-        raise DiskError(f"not enough space in the store {store.root} for {target.name}")
-
-
 def clone(
     ref: str,
     dest: Path | None,
@@ -106,7 +86,7 @@ def clone(
         f"clone hf://{repo}@{revision}",
         jobs,
     )
-    check_space(target, store, files)
+    check_space(target.parent, store, files, target.name)
     name = target.name
     spec = {"clone": repo, "revision": revision, "include": list(include), "exclude": list(exclude)}
     locked = LockedWorkspace(

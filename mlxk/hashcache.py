@@ -14,6 +14,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from . import faults
+
 SCHEMA = """CREATE TABLE IF NOT EXISTS hashes (
   dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT,
   PRIMARY KEY (dev, ino))"""
@@ -60,6 +62,7 @@ class HashCache:
     def flush(self) -> None:
         if self.readonly or not self._new:
             return
+        faults.point("cache-flush")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             rows = [(d, i, *v) for (d, i), v in self._new.items()]

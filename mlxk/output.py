@@ -54,6 +54,12 @@ class UI:
         if self.interactive:
             self.console.print(f"[dim]{message}[/dim]")
 
+    def warn(self, message: str) -> None:
+        """Something a person must see even when output is piped (never with --json)."""
+        if not self.json_mode:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+
     def task(self, description: str, total: int):
         if not self.interactive:
             return _Quiet()

@@ -22,7 +22,14 @@ from .manifest import Manifest, env_path, load_manifest
 from .plan import Plan, make_plan
 from .resolve import resolve, stale_reasons, steps_outdated
 from .store import Store, default_store_root
-from .sync import SyncResult, build_workspace, recover, remove_workspace, staging_root
+from .sync import (
+    SyncResult,
+    build_workspace,
+    check_space,
+    recover,
+    remove_workspace,
+    staging_root,
+)
 from .verify import Verification, verify_workspace
 from .workspace import STAGING, WorkspaceState, prime, scan, sentinel_text
 
@@ -36,6 +43,9 @@ class NullUI:
         return _NullTask()
 
     def note(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
         pass
 
 
@@ -75,6 +85,7 @@ class SyncReport:
     result: SyncResult
     notes: list[str] = field(default_factory=list)
     rebuilt: list = field(default_factory=list)
+    fetched: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -83,6 +94,7 @@ class SyncReport:
             "plan": self.plan.to_dict(),
             "workspaces": self.result.to_dict()["workspaces"],
             "notes": self.notes,
+            "fetched": self.fetched,
         }
 
 
@@ -105,6 +117,7 @@ class Project:
         self.builder = Builder(self.store, self.fetcher, ui=self.ui)
         self._build_lock = threading.Lock()
         self._hash_cache = None
+        self.fetched = {"files": 0, "bytes": 0}  # fetched from sources by this process
 
     @staticmethod
     def default_store() -> Store:
@@ -146,7 +159,7 @@ class Project:
         try:
             flock.acquire(timeout=0)
         except Timeout:
-            self.ui.note(f"waiting for another mlxk using {self.shown(self.home)} …")
+            self.ui.warn(f"waiting for another mlxk using {self.shown(self.home)} …")
             flock.acquire()
         return flock
 
@@ -257,12 +270,20 @@ class Project:
             for (placed, _), orig in zip(r.placed_files(), r.files, strict=False)
         }
 
+        def fetch(source, entry, on_bytes):
+            present = self.store.has(entry.hex, entry.size)
+            self.fetcher.ensure(source, entry, on_bytes)
+            if not present:
+                with self._build_lock:
+                    self.fetched["files"] += 1
+                    self.fetched["bytes"] += entry.size
+
         def ensure(entry, on_bytes=None):
             if entry.path in runtime:
                 source, orig = runtime[entry.path]
-                self.fetcher.ensure(source, orig, on_bytes)
+                fetch(source, orig, on_bytes)
             elif not ws.steps:
-                self.fetcher.ensure(ws.source, entry, on_bytes)
+                fetch(ws.source, entry, on_bytes)
             else:
                 if not self.store.check(entry.hex, entry.size):
                     with self._build_lock:  # one rebuild serves every missing output
@@ -271,6 +292,16 @@ class Project:
                     on_bytes(entry.size)
 
         return ensure
+
+    @staticmethod
+    def _to_write(lock: Lock, plan: Plan) -> list:
+        """The locked files sync will place (add or replace), over every workspace."""
+        out = []
+        for w in plan.workspaces:
+            if w.op in ("create", "update"):
+                wanted = {a.path for a in w.files if a.op in ("add", "replace")}
+                out += [f for f in lock.workspaces[w.name].placed_files if f.path in wanted]
+        return out
 
     def _check_offline(self, lock: Lock, plan: Plan) -> None:
         """Offline, name every file sync would need that the store cannot give, up front."""
@@ -337,6 +368,9 @@ class Project:
                 raise UserError("; ".join(f"{w.name}: {w.reason}" for w in plan.blocked))
             if self.fetcher.offline:
                 self._check_offline(lock, plan)
+            notes += self.builder.clean_stale()
+            to_write = self._to_write(lock, plan)
+            check_space(self.home, self.store, to_write, self.shown(self.home))
             result = SyncResult()
             for wplan in plan.workspaces:
                 target = self.workspace_path(wplan.name)
@@ -359,7 +393,7 @@ class Project:
                 elif wplan.op == "remove":
                     remove_workspace(target)
                     result.workspaces.append(_removed(wplan))
-            return SyncReport(lock_result, plan, result, notes, rebuilt)
+            return SyncReport(lock_result, plan, result, notes, rebuilt, dict(self.fetched))
         finally:
             flock.release()
 

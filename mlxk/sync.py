@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import faults
 from .errors import DiskError, IntegrityError
 from .workspace import SENTINEL, STAGING, walk_all
 
@@ -79,6 +80,29 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def check_space(where: Path, store, files, what: str) -> None:
+    """Refuse early when the volume of `where` (and the store's) cannot hold `files`."""
+    need_ws = sum(f.size for f in files)
+    need_store = sum(f.size for f in files if not store.has(f.hex, f.size))
+    if not need_ws:
+        return
+    where.mkdir(parents=True, exist_ok=True)
+    store.root.mkdir(parents=True, exist_ok=True)
+    same = where.stat().st_dev == store.root.stat().st_dev
+    free = shutil.disk_usage(where).free
+    need = need_ws + (need_store if same else 0)
+    if need > free:
+        raise DiskError(
+            f"not enough space for {what}: needs {need} bytes, {free} free under {where}",
+            hint="free some space or use another disk; nothing was changed",
+        )
+    if not same and need_store > shutil.disk_usage(store.root).free:
+        raise DiskError(
+            f"not enough space in the store {store.root} for {what}",
+            hint="free some space or set MLXK_STORE to a larger disk; nothing was changed",
+        )
+
+
 def staging_root(home: Path) -> Path:
     return home / STAGING
 
@@ -111,14 +135,17 @@ def switch_in(staging: Path, target: Path) -> None:
     """Put the finished staging dir at target; the old target (if any) is removed after."""
     parent = target.parent
     if target.exists() or target.is_symlink():
-        if _exchange(staging, target):
+        if not faults.no_exchange() and _exchange(staging, target):
             _fsync_dir(parent)
+            faults.point("switch-after")
             shutil.rmtree(staging)
             return
         aside = staging.with_name(f"{target.name}.old.{uuid.uuid4().hex[:8]}")
         os.replace(target, aside)
+        faults.point("switch-between")
         os.replace(staging, target)
         _fsync_dir(parent)
+        faults.point("switch-after")
         shutil.rmtree(aside)
         return
     os.replace(staging, target)
@@ -145,11 +172,17 @@ def build_workspace(
         todo = [f for f in locked.placed_files if ops.get(f.path) in ("add", "replace")]
         task = progress.task(f"{wplan.name}", sum(f.size for f in todo)) if progress else None
 
+        def on_bytes(n: int) -> None:
+            if task:
+                task.advance(n)
+            faults.point("fetch-mid")
+
         def fetch_one(entry):
             if entry.path in inline:
                 store.put_bytes(inline[entry.path])
             else:
-                ensure(entry, task.advance if task else None)
+                ensure(entry, on_bytes)
+                faults.point("fetch-done")
             dest = staging / entry.path
             store.materialize(entry.hex, dest, link=link)
             if link != "hardlink":
@@ -157,7 +190,9 @@ def build_workspace(
             return entry
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for entry in pool.map(fetch_one, todo):
+            for i, entry in enumerate(pool.map(fetch_one, todo)):
+                if i == len(todo) // 2:
+                    faults.point("stage-mid")
                 result.bytes_written += entry.size
                 if ops[entry.path] == "add":
                     result.added += 1
@@ -176,8 +211,10 @@ def build_workspace(
                 result.deleted += 1
         (staging / SENTINEL).write_text(sentinel, encoding="utf-8")
         _fsync_file(staging / SENTINEL)
+        faults.point("sentinel")
         _check_staging(staging, by_path)
         _fsync_dir(staging)
+        faults.point("switch-before")
         switch_in(staging, target)
     except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)

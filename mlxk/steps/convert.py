@@ -16,6 +16,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from .. import faults
 from ..errors import MlxkError, NotSupportedError, SourceError
 from ..hashing import canonical_json, sha256_text
 
@@ -150,7 +151,11 @@ def hermetic_env(scratch: Path) -> dict[str, str]:
 
 def _worker(args: list[str], env: dict, what: str, log: Path | None = None) -> str:
     cmd = [sys.executable, "-m", "mlxk.steps.convert", *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    env = {k: v for k, v in env.items() if not k.startswith("MLXK_FAULT")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    faults.point("convert-mid")
+    stdout, stderr = proc.communicate()
+    proc = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     if log is not None:
         log.write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
