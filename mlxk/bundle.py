@@ -36,6 +36,7 @@ from .store import Store
 BUNDLE_VERSION = 1
 INDEX = "bundle.json"
 _BLOB = re.compile(r"^blobs/sha256/([0-9a-f]{2})/([0-9a-f]{64})$")
+BUNDLE_HINT = "a bundle is a directory or .tar written by `mlxk bundle`; check the path"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.ya?ml$")
 
 
@@ -194,13 +195,15 @@ class _Reader:
             try:
                 member = self._tar.getmember(name)
             except KeyError:
-                raise IntegrityError(f"{self.path}: bundle has no {name}") from None
+                raise IntegrityError(
+                    f"{self.path}: bundle has no {name}", hint=BUNDLE_HINT
+                ) from None
             if not member.isfile():
                 raise IntegrityError(f"{self.path}: {name} is not a regular file")
             return self._tar.extractfile(member).read()
         file = self.path / name
         if file.is_symlink() or not file.is_file():
-            raise IntegrityError(f"{self.path}: bundle has no {name}")
+            raise IntegrityError(f"{self.path}: bundle has no {name}", hint=BUNDLE_HINT)
         return file.read_bytes()
 
     def blobs(self) -> Iterator[tuple[str, int, object]]:

@@ -189,8 +189,10 @@ def plan_cmd(ui, file, prune):
     from .output import render_plan
 
     project = _project(file, ui)
-    lock, _ = project.current_lock(locked=True)
+    lock, _ = project.current_lock(locked=True, purpose="plan")
     plan = project.plan(lock, prune=prune)
+    if plan.blocked:  # sync would refuse: say so the same way (exit 2)
+        raise UserError("; ".join(f"{w.name}: {w.reason}" for w in plan.blocked))
     code = EXIT_CHANGES if plan.has_changes else EXIT_OK
     return Outcome(plan.to_dict(), render_plan(plan), code, "changes" if code else "ok")
 
@@ -510,6 +512,13 @@ def add_cmd(ui, file, ref, name, quantize, group_size, include, exclude):
 
     if not ref.startswith(("hf://", "path:")):
         ref = "hf://" + ref
+    if ref.startswith("hf://"):
+        from .clone import parse_ref
+
+        repo, revision = parse_ref(ref)
+        ref = f"hf://{repo}@{revision}" if "@" in ref else f"hf://{repo}"
+    elif ref == "path:":
+        raise UserError("add: path: needs a directory, e.g. path:../train/out")
     name = name or ref.split("@")[0].rstrip("/").split("/")[-1].removeprefix("path:")
     entry: dict = {"source": ref}
     if include:

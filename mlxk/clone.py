@@ -53,7 +53,9 @@ class CloneResult:
 def parse_ref(ref: str) -> tuple[str, str]:
     repo, _, revision = ref.removeprefix("hf://").partition("@")
     if not _REPO.match(repo) or ".." in repo:
-        raise UserError(f"clone: {ref!r} is not ORG/REPO[@REVISION]")
+        raise UserError(
+            f"{ref!r} is not ORG/REPO[@REVISION]", hint="e.g. mlx-community/whisper-tiny-mlx@main"
+        )
     return repo, revision or "main"
 
 

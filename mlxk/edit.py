@@ -57,7 +57,8 @@ def add_workspace(manifest: Path, name: str, entry: dict) -> str:
     if name in workspaces:
         raise UserError(
             f"{manifest.name}: workspaces.{name} exists already",
-            hint="choose another name with --name",
+            hint="choose another name (mlxk add --name NAME; mlxk clone --add: DIRECTORY "
+            "home/NAME)",
         )
     workspaces[name] = entry
     if hasattr(workspaces, "fa"):

@@ -22,6 +22,7 @@ LOCK_VERSION = 1
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
 _GITSHA1 = re.compile(r"^gitsha1:[0-9a-f]{40}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # as in the manifest schema
 
 
 @dataclass(frozen=True)
@@ -329,14 +330,21 @@ def loads(text: str, label: str = "mlxk.lock") -> Lock:
     except json.JSONDecodeError as e:
         raise LockError(
             f"{label}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}",
-            hint="regenerate it with `mlxk lock`",
+            hint="restore it from version control, or delete it and run `mlxk lock`",
         ) from None
     version = reader.get(raw, "lock_version", int, "(top level)")
     if version != LOCK_VERSION:
-        reader.fail(
-            "lock_version", f"unsupported version {version} (this mlxk reads {LOCK_VERSION})"
+        raise LockError(
+            f"{label}: lock_version: unsupported version {version} (this mlxk reads "
+            f"{LOCK_VERSION})",
+            hint="written by a newer mlxk? upgrade mlxk"
+            if version > LOCK_VERSION
+            else "regenerate it with `mlxk lock`",
         )
     workspaces = reader.get(raw, "workspaces", dict, "(top level)")
+    for name in workspaces:
+        if not _NAME.match(name) or name in (".", ".."):
+            reader.fail(f"workspaces.{name!r}", "not a workspace name (it would leave home)")
     return Lock(
         manifest_digest=reader.get(raw, "manifest_digest", str, "(top level)"),
         workspaces={n: reader.workspace(n, w) for n, w in workspaces.items()},

@@ -160,7 +160,8 @@ def _walk_positions(node, path: tuple, values: dict, keys: dict, counter: list, 
             if key in seen:
                 line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
                 where = _dotted(path + (key,))
-                raise ManifestError(f"{label}:{line}:{col}: {where}: duplicate key '{key}'")
+                shown = _printable(key)
+                raise ManifestError(f"{label}:{line}:{col}: {where}: duplicate key '{shown}'")
             seen.add(key)
             keys[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             _walk_positions(value_node, path + (key,), values, keys, counter, label)
@@ -169,13 +170,18 @@ def _walk_positions(node, path: tuple, values: dict, keys: dict, counter: list, 
             _walk_positions(item, path + (i,), values, keys, counter, label)
 
 
+def _printable(text) -> str:
+    """Text from the manifest, for a one-line message: control characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _dotted(path) -> str:
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + _printable(part)
     return out or "(top level)"
 
 
@@ -198,14 +204,14 @@ def _schema_message(err) -> tuple[tuple, str, bool]:
         extra = [k for k in err.instance if k not in schema.get("properties", {})]
         key = str(extra[0]) if extra else "?"
         if schema.get("x-unknown") == "step":
-            msg = f"unknown step '{key}'"
+            msg = f"unknown step '{_printable(key)}'"
             if key in manifest_schema()["$defs"]["convert"]["properties"]:
                 msg += f" (did you mean 'convert: {{{key}: ...}}'?)"
             else:
                 close = difflib.get_close_matches(key, allowed, n=1) or allowed[:1]
                 msg += f" (did you mean '{close[0]}'?)"
             return path + (key,), msg, True
-        msg = f"unknown key '{key}'"
+        msg = f"unknown key '{_printable(key)}'"
         close = difflib.get_close_matches(key, allowed, n=1)
         if close:
             msg += f" (did you mean '{close[0]}'?)"
@@ -215,7 +221,7 @@ def _schema_message(err) -> tuple[tuple, str, bool]:
     if "propertyNames" in err.schema_path:
         name = err.instance
         hint = manifest_schema()["properties"]["workspaces"]["propertyNames"]["x-message"]
-        return path + (name,), f"bad workspace name '{name}': {hint}", True
+        return path + (name,), f"bad workspace name '{_printable(name)}': {hint}", True
     if err.validator in ("oneOf", "anyOf") and "x-message" in schema:
         got = json.dumps(err.instance, default=str)[:80]
         return path, f"{schema['x-message']} (got {got})", False

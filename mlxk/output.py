@@ -207,6 +207,7 @@ def render_sync(report) -> str:
 
 
 def render_bundle(report, verb: str) -> str:
+    verb = verb if report.ok else "FAILED"
     lines = [
         f"{verb} {report.path} ({report.format}): {report.blobs} blobs, "
         f"{human_size(report.bytes)}, workspaces: {', '.join(report.workspaces)}"
@@ -284,4 +285,6 @@ def render_health(reports) -> str:
             lines.append(f"    {p.check:12} {p.message}")
     bad = sum(1 for _, r in reports if not r.ok)
     lines.append("Healthy." if not bad else f"{bad} of {len(reports)} workspace(s) have problems.")
+    if any(p.check == "exists" for _, r in reports for p in r.problems):
+        lines.append("hint: a workspace that does not exist yet is made by `mlxk sync`")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from .errors import IntegrityError, LockError, SourceError, UserError
 from .fetch import Fetcher
 from .hashcache import HashCache
 from .lock import Lock, LockedSource
-from .manifest import Manifest, env_path, load_manifest
+from .manifest import HfSource, Manifest, env_path, load_manifest
 from .plan import Plan, make_plan
 from .resolve import resolve, stale_reasons, steps_outdated
 from .store import Store, default_store_root
@@ -137,7 +137,10 @@ class Project:
         return self.manifest.lock_path
 
     def workspace_path(self, name: str) -> Path:
-        return self.home / name
+        path = self.home / name
+        if path.parent != self.home or name in ("", ".", ".."):  # never leave home
+            raise UserError(f"{name!r} is not a workspace name")
+        return path
 
     def shown(self, path: Path) -> str:
         """A path as the user should see it: relative to the manifest when inside it."""
@@ -179,26 +182,43 @@ class Project:
         return LockResult(new, actions, written)
 
     def current_lock(
-        self, locked: bool = False, frozen: bool = False
+        self, locked: bool = False, frozen: bool = False, purpose: str | None = None
     ) -> tuple[Lock, LockResult | None]:
-        """The lock to act on: as is (--frozen), checked (--locked), else re-locked if stale."""
+        """The lock to act on: as is (--frozen), checked (--locked), else re-locked if stale.
+
+        `purpose` names the command that only reads the lock (plan, verify, run, bundle), for
+        messages."""
         lock = self.read_lock()
+        name = self.lock_path.name
+        if lock is None and (frozen or purpose):
+            raise LockError(
+                f"{name}: not found next to {self.manifest.path.name}; "
+                f"{purpose or 'sync --frozen'} needs a lock",
+                hint="run `mlxk lock` (or `mlxk sync`, which locks first)",
+            )
         if frozen:
-            if lock is None:
-                raise LockError(
-                    f"{self.lock_path.name}: no lock file (--frozen uses it as is)",
-                    hint="run `mlxk lock` first",
-                )
             return lock, None
         reasons = stale_reasons(self.manifest, lock)
         if locked:
             if reasons:
+                how = "drop --locked" if not purpose else "then run `mlxk " + purpose + "` again"
                 raise LockError(
-                    f"{self.lock_path.name}: out of date with {self.manifest.path.name}: "
-                    + "; ".join(reasons),
-                    hint="run `mlxk lock` and commit the lock, or drop --locked",
+                    f"{name}: out of date with {self.manifest.path.name}: " + "; ".join(reasons),
+                    hint=f"run `mlxk lock` and commit the lock, or {how}",
                 )
             return lock, None
+        if reasons and self.fetcher.offline:
+            needs = [
+                n
+                for n, ws in sorted(self.manifest.workspaces.items())
+                if isinstance(ws.source, HfSource) or ws.runtime
+            ]
+            raise SourceError(
+                f"offline: {name} is out of date ({'; '.join(reasons)}) and locking "
+                + (f"{', '.join(needs)} needs the network" if needs else "is needed"),
+                hint="run `mlxk lock` online and commit mlxk.lock, or import a bundle "
+                "(mlxk sync --offline --from BUNDLE)",
+            )
         if reasons or steps_outdated(lock):
             result = self.lock()
             return result.lock, result
@@ -253,7 +273,7 @@ class Project:
         return out
 
     def plan(self, lock: Lock | None = None, prune: bool = False) -> Plan:
-        lock = lock or self.current_lock(frozen=True)[0]
+        lock = lock or self.current_lock(frozen=True, purpose="plan")[0]
         states = {n: self.scan_workspace(n) for n in lock.workspaces}
         sentinels = {n: sentinel_text(n, ws) for n, ws in lock.workspaces.items()}
         plan = make_plan(lock, states, sentinels, self.orphans(lock), prune=prune)
@@ -331,12 +351,16 @@ class Project:
 
     def rebuild(self, names, lock: Lock | None = None) -> list:
         """Rebuild workspaces' steps from their locked sources; compare every output byte."""
-        lock = lock or self.current_lock(frozen=True)[0]
+        lock = lock or self.current_lock(frozen=True, purpose="sync --rebuild")[0]
         reports = []
         for name in names:
             ws = lock.workspaces.get(name)
             if ws is None or not ws.steps:
-                raise UserError(f"--rebuild: {name} is not a workspace with steps in the lock")
+                with_steps = sorted(n for n, w in lock.workspaces.items() if w.steps)
+                raise UserError(
+                    f"--rebuild: {name} is not a workspace with steps in the lock",
+                    hint=f"workspaces with steps: {', '.join(with_steps) or 'none'}",
+                )
             reports.append(self.builder.rebuild(ws))
         return reports
 
@@ -409,7 +433,7 @@ class Project:
         """Generate from a synced workspace, offline (HF_HOME=<workspace>/.hf_cache)."""
         from .steps.convert import TOKENIZER_FILES, generate
 
-        lock = self.current_lock(frozen=True)[0]
+        lock = self.current_lock(frozen=True, purpose="run")[0]
         if name not in lock.workspaces:
             raise UserError(
                 f"run: no workspace named {name!r} in the lock",
@@ -441,16 +465,19 @@ class Project:
         """Write the lock, the manifest and every blob the lock names to `out` (dir or .tar)."""
         from .bundle import write_bundle
 
-        lock = self.current_lock(frozen=True)[0]
+        lock = self.current_lock(frozen=True, purpose="bundle")[0]
         return write_bundle(Path(out), self.manifest.path, lock, self.store)
 
     # ------------------------------------------------------------ verify
     def verify(self, names: list[str] | None = None, fast: bool = False) -> Verification:
         """Rehash every file (or, `fast`, trust the hash cache) and compare with the lock."""
-        lock = self.current_lock(frozen=True)[0]
+        lock = self.current_lock(frozen=True, purpose="verify")[0]
         unknown = sorted(set(names or ()) - set(lock.workspaces))
         if unknown:
-            raise UserError(f"--workspace: not in the lock: {', '.join(unknown)}")
+            raise UserError(
+                f"--workspace: not in the lock: {', '.join(unknown)}",
+                hint=f"workspaces: {', '.join(sorted(lock.workspaces)) or 'none'}",
+            )
         reports = []
         for name in sorted(names or lock.workspaces):
             ws = lock.workspaces[name]

@@ -103,6 +103,12 @@ def resolve_workspace(spec: WorkspaceSpec, fetcher, builder, jobs: int = 4) -> L
             kind="hf", files=files, repo=src.repo, revision=src.revision, commit=commit
         )
     else:
+        if not fetcher.path_dir(src.path).is_dir():
+            raise UserError(
+                f"{label}.source: path:{src.path}: no such directory "
+                f"({fetcher.path_dir(src.path)})",
+                hint="a path source is relative to the manifest's directory",
+            )
         listing = fetcher.path_files(src.path)
         files = _pin(listing, spec.include, spec.exclude, label, f"path:{src.path}", None, jobs)
         source = LockedSource(kind="path", files=files, path=src.path)
@@ -148,7 +154,8 @@ def resolve(
     unknown = set(upgrade) - set(manifest.workspaces) if isinstance(upgrade, frozenset) else ()
     if unknown:
         raise UserError(
-            f"--upgrade: no workspace named {', '.join(sorted(unknown))} in the manifest"
+            f"--upgrade: no workspace named {', '.join(sorted(unknown))} in the manifest",
+            hint=f"workspaces: {', '.join(sorted(manifest.workspaces)) or 'none'}",
         )
     workspaces = {}
     actions = {}

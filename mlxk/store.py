@@ -11,6 +11,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -21,6 +22,8 @@ from filelock import FileLock
 from .errors import DiskError, IntegrityError
 from .hashing import CHUNK, StreamHasher, hash_file
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_PARTIAL_KEY = re.compile(r"(sha256-[0-9a-f]{64}|gitsha1-[0-9a-f]{40})")
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 
 # opener(offset) -> (start, chunks): the bytes of the file from `start`, which is `offset` when
@@ -41,6 +44,8 @@ class Store:
 
     # ------------------------------------------------------------ paths
     def blob_path(self, hexdigest: str) -> Path:
+        if not _HEX64.fullmatch(hexdigest):  # a name from outside must never leave the store
+            raise IntegrityError(f"not a sha256 digest: {hexdigest[:80]!r}")
         return self.root / "blobs" / "sha256" / hexdigest[:2] / hexdigest
 
     @property
@@ -93,6 +98,8 @@ class Store:
         if sha256 and self.check(sha256.removeprefix("sha256:"), size):
             return sha256
         key = (sha256 or gitsha1).replace(":", "-")
+        if not _PARTIAL_KEY.fullmatch(key):
+            raise IntegrityError(f"{label}: not a sha256 or git blob digest: {key[:80]!r}")
         self.tmp.mkdir(parents=True, exist_ok=True)
         partial = self.tmp / f"{key}.partial"
         with self._lock(key):
@@ -149,7 +156,7 @@ class Store:
             have = partial.stat().st_size
         except FileNotFoundError:
             return hasher, 0
-        if have > size:
+        if have >= size:  # nothing left to ask for (a server answers 416): start over
             partial.unlink()
             return hasher, 0
         with open(partial, "rb") as f:

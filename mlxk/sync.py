@@ -64,15 +64,8 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries, to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -136,7 +129,7 @@ def switch_in(staging: Path, target: Path) -> None:
     parent = target.parent
     if target.exists() or target.is_symlink():
         if not faults.no_exchange() and _exchange(staging, target):
-            _fsync_dir(parent)
+            _fsync(parent)
             faults.point("switch-after")
             shutil.rmtree(staging)
             return
@@ -144,12 +137,12 @@ def switch_in(staging: Path, target: Path) -> None:
         os.replace(target, aside)
         faults.point("switch-between")
         os.replace(staging, target)
-        _fsync_dir(parent)
+        _fsync(parent)
         faults.point("switch-after")
         shutil.rmtree(aside)
         return
     os.replace(staging, target)
-    _fsync_dir(parent)
+    _fsync(parent)
 
 
 def build_workspace(
@@ -186,7 +179,7 @@ def build_workspace(
             dest = staging / entry.path
             store.materialize(entry.hex, dest, link=link)
             if link != "hardlink":
-                _fsync_file(dest)
+                _fsync(dest)
             return entry
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -210,10 +203,10 @@ def build_workspace(
             elif op == "delete":
                 result.deleted += 1
         (staging / SENTINEL).write_text(sentinel, encoding="utf-8")
-        _fsync_file(staging / SENTINEL)
+        _fsync(staging / SENTINEL)
         faults.point("sentinel")
         _check_staging(staging, by_path)
-        _fsync_dir(staging)
+        _fsync(staging)
         faults.point("switch-before")
         switch_in(staging, target)
     except BaseException as e:
@@ -242,5 +235,5 @@ def remove_workspace(target: Path) -> None:
     aside = staging_root(target.parent) / f"{target.name}.gone.{uuid.uuid4().hex[:8]}"
     aside.parent.mkdir(parents=True, exist_ok=True)
     os.replace(target, aside)
-    _fsync_dir(target.parent)
+    _fsync(target.parent)
     shutil.rmtree(aside)

@@ -69,6 +69,10 @@ def test_content_hash_is_sha256sum_of_a_sorted_listing():
             "source.commit: not a 40-hex commit",
         ),
         (lambda d: d.update(lock_version=99), "unsupported version 99"),
+        (
+            lambda d: d["workspaces"].update({"../../escaped": d["workspaces"]["m"]}),
+            "not a workspace name",
+        ),
         (lambda d: d["workspaces"]["m"].pop("content_hash"), "missing 'content_hash'"),
         (
             lambda d: d["workspaces"]["m"]["source"]["files"][0].update(size="10"),

@@ -8,14 +8,16 @@ straight into the store, so nothing is written to the user's HF cache and every 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 
 from ..errors import SourceError
 from ..hashing import CHUNK
-from . import SourceFile, check_relpath
+from . import SourceFile, check_relpath, check_tree, shown_name
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 TIMEOUT = 60.0
+_HEX = {"sha256": re.compile(r"[0-9a-f]{64}"), "git blob id": re.compile(r"[0-9a-f]{40}")}
 
 
 class HfClient:
@@ -57,6 +59,11 @@ class HfClient:
             return SourceError(f"{what}: file not found at {self.endpoint}")
         if isinstance(e, hf_errors.HfHubHTTPError):
             status = getattr(getattr(e, "response", None), "status_code", "?")
+            if status in (401, 403):
+                return SourceError(
+                    f"{what}: access denied (HTTP {status}) at {self.endpoint}",
+                    hint="set HF_TOKEN to a token with access to it",
+                )
             return SourceError(f"{what}: hub answered HTTP {status} at {self.endpoint}")
         if isinstance(e, (httpx2.TransportError, OSError)):
             return SourceError(
@@ -68,8 +75,24 @@ class HfClient:
     # ------------------------------------------------------------ metadata
     def resolve(self, repo: str, revision: str) -> str:
         """A branch, tag or commit → the 40-hex commit it names now."""
+        from huggingface_hub import errors as hf_errors
+
         try:
             info = self.api.repo_info(repo, revision=revision, repo_type="model")
+        except hf_errors.GatedRepoError as e:
+            raise self._translate(e, f"hf://{repo}@{revision}") from None
+        except hf_errors.RepositoryNotFoundError as e:
+            # Some hubs (olah) answer "repository not found" for an unknown revision of a repo
+            # that exists: if its refs can be listed, the revision is what is missing.
+            try:
+                refs = self.api.list_repo_refs(repo, repo_type="model")
+            except Exception:
+                raise self._translate(e, f"hf://{repo}@{revision}") from None
+            names = sorted(r.name for r in [*refs.branches, *refs.tags])
+            raise SourceError(
+                f"hf://{repo}@{revision}: revision not found at {self.endpoint}",
+                hint=f"branches and tags: {', '.join(names[:10]) or '(none)'}",
+            ) from None
         except Exception as e:
             raise self._translate(e, f"hf://{repo}@{revision}") from None
         if not info.sha:
@@ -90,8 +113,21 @@ class HfClient:
             if not isinstance(entry, RepoFile):
                 continue
             check_relpath(entry.path, origin)
-            sha256 = f"sha256:{entry.lfs.sha256}" if entry.lfs else None
             size = entry.lfs.size if entry.lfs else entry.size
+            kind, digest = (
+                ("sha256", entry.lfs.sha256) if entry.lfs else ("git blob id", entry.blob_id)
+            )
+            # The store names blobs by hash: a "hash" like '../..' must never reach it.
+            for what, value, ok in (
+                ("size", size, type(size) is int and size >= 0),
+                (kind, digest, isinstance(digest, str) and _HEX[kind].fullmatch(digest)),
+            ):
+                if not ok:
+                    raise SourceError(
+                        f"{origin}: {shown_name(entry.path)}: the hub declared an invalid {what} "
+                        f"{str(value)[:80]!r}"
+                    )
+            sha256 = f"sha256:{entry.lfs.sha256}" if entry.lfs else None
             out.append(
                 SourceFile(
                     path=entry.path,
@@ -100,6 +136,7 @@ class HfClient:
                     gitsha1=None if entry.lfs else f"gitsha1:{entry.blob_id}",
                 )
             )
+        check_tree([f.path for f in out], origin)
         return sorted(out, key=lambda f: f.path)
 
     # ------------------------------------------------------------ download
@@ -134,10 +171,18 @@ class HfClient:
             start = offset if response.status_code == 206 else 0
 
             def chunks() -> Iterator[bytes]:
+                got = 0
                 try:
-                    yield from response.iter_raw(CHUNK)
+                    for chunk in response.iter_raw(CHUNK):
+                        got += len(chunk)
+                        yield chunk
                 except Exception as e:
-                    raise self._translate(e, what) from None
+                    # Mid-body: the store keeps what came, and the next fetch resumes from it.
+                    raise SourceError(
+                        f"{what}: download interrupted after {start + got} bytes "
+                        f"({type(e).__name__})",
+                        hint="run the command again: the download resumes where it stopped",
+                    ) from None
                 finally:
                     response.close()
 

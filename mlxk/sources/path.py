@@ -12,15 +12,25 @@ from . import SourceFile, check_relpath, select
 
 
 def source_dir(manifest_root: Path, rel: str) -> Path:
-    return (manifest_root / rel).resolve()
+    path = (manifest_root / rel).resolve()
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # the caller says "no such directory"
+    except OSError as e:  # a name too long, a loop, no permission: a path no one can use
+        raise SourceError(f"path:{rel}: cannot read it ({e.strerror})") from None
+    return path
 
 
 def list_files(root: Path, include=(), exclude=(), jobs=None) -> list[SourceFile]:
     """Hash every selected regular file under root; a symlink or special file is refused."""
     origin = f"path:{root}"
-    if not root.is_dir():
-        raise SourceError(f"{origin}: no such directory")
-    entries = walk(root)
+    try:
+        if not root.is_dir():
+            raise SourceError(f"{origin}: no such directory")
+        entries = walk(root)
+    except OSError as e:  # a name too long, a directory it may not read
+        raise SourceError(f"{origin}: cannot read it ({e.strerror})") from None
     for rel, (kind, _) in entries.items():
         if kind != "file" and select([rel], include, exclude):
             raise SourceError(
@@ -29,7 +39,10 @@ def list_files(root: Path, include=(), exclude=(), jobs=None) -> list[SourceFile
             )
     chosen = [check_relpath(r, origin) for r in select(sorted(entries), include, exclude)]
     chosen = [r for r in chosen if not is_excluded(r)]
-    hashes = hash_files([root / r for r in chosen], jobs=jobs)
+    try:
+        hashes = hash_files([root / r for r in chosen], jobs=jobs)
+    except OSError as e:  # removed or made unreadable while being hashed
+        raise SourceError(f"{origin}: cannot read {e.filename}: {e.strerror}") from None
     return [
         SourceFile(path=r, size=hashes[root / r][0], sha256=hashes[root / r][1]) for r in chosen
     ]
