@@ -80,7 +80,8 @@ class Builder:
         try:
             for f in inputs:
                 self.store.materialize(f.hex, in_dir / f.path, link="hardlink")
-            convert.run_convert(in_dir, out_dir, params, converter, what, options)
+            log = self.store.root / "logs" / f"convert-{fp.removeprefix('sha256:')[:16]}.log"
+            convert.run_convert(in_dir, out_dir, params, converter, what, options, log)
             outputs = []
             for rel, (kind_, _) in sorted(walk(out_dir).items()):
                 if kind_ != "file":

@@ -199,6 +199,22 @@ def _schema_message(err) -> tuple[tuple, str, bool]:
                 sub.schema.get("required", ())
             ):
                 return _schema_message(sub)
+    parent = err.parent
+    while parent is not None:  # inside a oneOf with its own words (a source, a runtime entry)
+        if (
+            isinstance(parent.schema, dict)
+            and "x-message" in parent.schema
+            and (parent.validator in ("oneOf", "anyOf") and not isinstance(parent.instance, dict))
+        ):
+            got = json.dumps(parent.instance, default=str)[:80]
+            return tuple(parent.absolute_path), f"{parent.schema['x-message']} (got {got})", False
+        parent = parent.parent
+    if err.validator == "type" and err.validator_value == "array" and path:
+        field = str(path[-1])
+        got = json.dumps(err.instance, default=str)[:60]
+        return path, f"{field} is a list, e.g. {field}: [{got}]", False
+    if err.validator == "minProperties" and path and path[-1] == "convert":
+        return path, "a convert step needs quantize, dtype or dequantize", False
     if err.validator == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
         extra = [k for k in err.instance if k not in schema.get("properties", {})]
@@ -310,6 +326,32 @@ def env_path(name: str) -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
+# Quantization modes with a fixed (group_size, bits), as mlx defines them.
+FIXED_MODES = {"mxfp4": (32, 4), "nvfp4": (16, 4), "mxfp8": (32, 8)}
+
+
+def _check_steps(data: dict, label: str, values: dict) -> None:
+    """What the schema cannot say: group sizes and bits that a quantization mode fixes."""
+    for name, ws in data["workspaces"].items():
+        for i, step in enumerate(ws.get("steps", ())):
+            q = (step.get("convert") or {}).get("quantize")
+            if not q:
+                continue
+            mode = q.get("mode", "affine")
+            path = ("workspaces", name, "steps", i, "convert", "quantize")
+            line, col = _pos(values, path)
+            where = f"{label}:{line}:{col}: {_dotted(path)}"
+            if mode in FIXED_MODES:
+                group, bits = FIXED_MODES[mode]
+                if q.get("group_size", group) != group or q["bits"] != bits:
+                    raise ManifestError(
+                        f"{where}: mode {mode} means bits: {bits} and group_size: {group}",
+                        hint=f"write {{bits: {bits}, mode: {mode}}}",
+                    )
+            elif q.get("group_size") == 16:
+                raise ManifestError(f"{where}: group_size 16 is for mode nvfp4 only")
+
+
 def parse_manifest(text: str, path: Path) -> Manifest:
     label = path.name
     if len(text.encode("utf-8", "replace")) > MAX_MANIFEST_BYTES:
@@ -329,7 +371,11 @@ def parse_manifest(text: str, path: Path) -> Manifest:
         mark = getattr(e, "problem_mark", None)
         where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ManifestError(f"{where}: invalid YAML: {problem}") from None
+        raise ManifestError(
+            f"{where}: invalid YAML: {problem}",
+            hint="check this line's indentation against the line above, and quote values "
+            "that contain ': ' or start with '*', '&', '!' or '@'",
+        ) from None
     if node is None:
         raise ManifestError(f"{label}:1:1: (top level): the manifest is empty")
     if not isinstance(data, dict):
@@ -343,10 +389,25 @@ def parse_manifest(text: str, path: Path) -> Manifest:
         home = _inside(root, data["home"], label, _pos(values, ("home",)), "home")
     else:
         home = env_path("MLXK_WORKSPACE_HOME") or (root / "models")
+    for name, raw in data["workspaces"].items():
+        src = raw["source"]
+        rel = (
+            src.removeprefix("path:")
+            if isinstance(src, str) and src.startswith("path:")
+            else (src.get("path") if isinstance(src, dict) else None)
+        )
+        if rel is not None and PurePosixPath(rel).is_absolute():
+            line, col = _pos(values, ("workspaces", name, "source"))
+            raise ManifestError(
+                f"{label}:{line}:{col}: workspaces.{name}.source: path:{rel} is absolute; the "
+                "lock records no absolute paths",
+                hint="write it relative to the manifest's directory, e.g. path:../train/out",
+            )
     store = None
     if "store" in data:
         store = _inside(root, data["store"], label, _pos(values, ("store",)), "store")
 
+    _check_steps(data, label, values)
     workspaces = {}
     for name, raw in data["workspaces"].items():
         line, col = _pos(keys, ("workspaces", name))
@@ -377,7 +438,8 @@ def find_manifest(file: str | os.PathLike | None = None) -> Path:
     if not path.is_file():
         raise ManifestError(
             f"{path}: no such manifest",
-            hint="run mlxk in a directory with models.yaml, or pass -f/--file PATH",
+            hint="run mlxk in a directory with models.yaml, pass -f/--file PATH, or create one "
+            "with `mlxk init`",
         )
     return path.resolve()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -239,4 +240,19 @@ def test_broken_model_fails_with_one_clear_line(tmp_path, mlxk):
     assert res.json["error"]["type"] == "convert_failed"
     assert res.json["error"]["message"].startswith("bad step 1: ")
     assert "\n" not in res.json["error"]["message"]
+    log = res.json["error"]["hint"].removeprefix("the converter's full output is in ")
+    assert "Traceback" in Path(log).read_text()  # the whole story is kept, and named
     assert not (tmp_path / "p" / "models" / "bad").exists()
+
+
+def test_mxfp4_quantization_takes_its_own_group_size(tmp_path, mlxk):
+    body = (
+        "version: 1\nworkspaces:\n  fp4:\n    source: path:demo-model\n    steps:\n"
+        "      - convert: {quantize: {bits: 4, mode: mxfp4}}\n"
+    )
+    m = project_at(tmp_path / "p", body)
+    res = mlxk("sync", "-f", m, "--json")
+    assert res.exit_code == 0, res
+    config = json.loads((tmp_path / "p" / "models" / "fp4" / "config.json").read_text())
+    assert config["quantization"]["mode"] == "mxfp4"
+    assert config["quantization"]["group_size"] == 32

@@ -128,6 +128,28 @@ def test_digest_ignores_key_order_and_home_but_not_content():
             "home: '../out' must be a relative path",
         ),
         ("", "models.yaml:1:1: (top level): the manifest is empty"),
+        (
+            "version: 1\nworkspaces:\n  a:\n    source: path:x\n    steps:\n"
+            "      - convert: {quantize: {bits: 4, group_size: 64, mode: mxfp4}}\n",
+            "models.yaml:6:29: workspaces.a.steps[0].convert.quantize: mode mxfp4 means "
+            "bits: 4 and group_size: 32",
+        ),
+        (
+            "version: 1\nworkspaces:\n  a:\n    source: path:/abs/model\n",
+            "models.yaml:4:13: workspaces.a.source: path:/abs/model is absolute",
+        ),
+        (
+            "version: 1\nworkspaces:\n  a:\n    source: path:x\n    include: '*.json'\n",
+            'workspaces.a.include: include is a list, e.g. include: ["*.json"]',
+        ),
+        (
+            "version: 1\nworkspaces:\n  a:\n    source: path:x\n    runtime: [org/y]\n",
+            "workspaces.a.runtime[0]: a runtime entry is 'hf://org/name[@revision]'",
+        ),
+        (
+            "version: 1\nworkspaces:\n  a:\n    source: path:x\n    steps: [{convert: {}}]\n",
+            "a convert step needs quantize, dtype or dequantize",
+        ),
         ("- a\n- b\n", "(top level): expected a mapping"),
         ("version: 1\nworkspaces: [\n", "models.yaml:3:1: invalid YAML"),
         (

@@ -209,6 +209,9 @@ def test_hub_errors_are_clear_exit_3(hub, hf_env, tmp_path, mlxk, demo_files, mo
     res = mlxk("sync", "-f", m)
     assert res.exit_code == 3 and "cannot reach the hub" in res.stderr
     assert "Traceback" not in res.stderr
+    monkeypatch.setenv("HF_ENDPOINT", "127.0.0.1:9")
+    res = mlxk("sync", "-f", m)
+    assert res.exit_code == 2 and "HF_ENDPOINT=127.0.0.1:9 has no scheme" in res.stderr
 
 
 def test_token_never_written_anywhere(hub, hf_env, tmp_path, mlxk, demo_files, monkeypatch):

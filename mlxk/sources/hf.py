@@ -23,6 +23,13 @@ _HEX = {"sha256": re.compile(r"[0-9a-f]{64}"), "git blob id": re.compile(r"[0-9a
 class HfClient:
     def __init__(self, endpoint: str | None = None, token: str | None = None):
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        if not self.endpoint.startswith(("http://", "https://")):
+            from ..errors import UserError
+
+            raise UserError(
+                f"HF_ENDPOINT={self.endpoint} has no scheme",
+                hint=f"use http://{self.endpoint} (or https://)",
+            )
         if token is None:
             from huggingface_hub import get_token
 
@@ -64,11 +71,18 @@ class HfClient:
                     f"{what}: access denied (HTTP {status}) at {self.endpoint}",
                     hint="set HF_TOKEN to a token with access to it",
                 )
+            if status == 500 and re.search(r"@[0-9a-f]{40}", what):
+                return SourceError(
+                    f"{what}: the hub answered HTTP 500 for this commit (not in the repo?) at "
+                    f"{self.endpoint}",
+                    hint="check the commit sha, or use a branch or tag",
+                )
             return SourceError(f"{what}: hub answered HTTP {status} at {self.endpoint}")
         if isinstance(e, (httpx2.TransportError, OSError)):
             return SourceError(
                 f"{what}: cannot reach the hub at {self.endpoint} ({type(e).__name__})",
-                hint="check HF_ENDPOINT and the network, or use --offline with a bundle",
+                hint="check HF_ENDPOINT and the network; `mlxk sync --offline` works from the "
+                "store or a bundle",
             )
         return SourceError(f"{what}: {type(e).__name__}: {e}")
 

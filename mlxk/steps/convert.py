@@ -157,6 +157,7 @@ def _worker(args: list[str], env: dict, what: str, log: Path | None = None) -> s
     stdout, stderr = proc.communicate()
     proc = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
@@ -165,12 +166,17 @@ def _worker(args: list[str], env: dict, what: str, log: Path | None = None) -> s
             raise ConverterMissing(
                 f"{what}: {last}", hint="pip install 'mlxk[cpu]' (or [vlm]/[audio])"
             )
-        raise ConvertFailed(f"{what}: {last}", hint="see the converter log for details")
+        raise ConvertFailed(
+            f"{what}: {last}",
+            hint=f"the converter's full output is in {log}"
+            if log
+            else "set MLXK_DEBUG=1 to see the converter's output",
+        )
     return proc.stdout
 
 
 def run_convert(
-    in_dir: Path, out_dir: Path, params: dict, converter: str, what: str, options=None
+    in_dir: Path, out_dir: Path, params: dict, converter: str, what: str, options=None, log=None
 ) -> None:
     """Run one convert step: in_dir (a complete local snapshot) → out_dir (must not exist)."""
     if converter not in CONVERTERS:
@@ -178,7 +184,7 @@ def run_convert(
     args = {"params": params, "options": options or {}}
     with tempfile.TemporaryDirectory(prefix="mlxk-convert-") as scratch:
         env = hermetic_env(Path(scratch))
-        _worker(["convert", converter, str(in_dir), str(out_dir), json.dumps(args)], env, what)
+        _worker(["convert", converter, str(in_dir), str(out_dir), json.dumps(args)], env, what, log)
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
@@ -237,11 +243,13 @@ def _convert_kwargs(converter: str, params: dict, options: dict) -> dict:
         kwargs["trust_remote_code"] = False  # mlx-vlm's default is True: never
     if "quantize" in params:
         q = params["quantize"]
+        mode = q.get("mode", "affine")
+        fixed = {"mxfp4": 32, "nvfp4": 16, "mxfp8": 32}
         kwargs.update(
             quantize=True,
             q_bits=q["bits"],
-            q_group_size=q.get("group_size", 64),
-            q_mode=q.get("mode", "affine"),
+            q_group_size=q.get("group_size", fixed.get(mode, 64)),
+            q_mode=mode,
         )
     if "dtype" in params:
         kwargs["dtype"] = params["dtype"]
