@@ -558,7 +558,20 @@ def main() -> None:
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        if "--json" in sys.argv[1:]:  # --json promises an envelope, even for bad arguments
+            from .output import emit_json, envelope
+
+            name = next((a for a in sys.argv[1:] if a in cli.commands), "mlxk")
+            emit_json(
+                envelope(
+                    name,
+                    "error",
+                    None,
+                    UserError(f"usage: {e.format_message()}", hint=f"mlxk {name} --help"),
+                )
+            )
+        else:
+            e.show()
         sys.exit(EXIT_USER)
     except click.exceptions.Abort:
         sys.exit(130)

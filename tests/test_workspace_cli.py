@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.support import ROOT, write_manifest
+from tests.support import ROOT, validate_output, write_manifest
 
 BODY = "version: 1\nworkspaces:\n  demo:\n    source: path:demo-model\n"
 
@@ -221,6 +221,10 @@ def test_real_process_exit_codes_and_json(demo_dir):
     assert p.returncode == 0 and json.loads(p.stdout)["status"] == "ok"
     assert p.stderr == ""  # quiet when piped
     assert run("verify", "--bogus", env=env).returncode == 2
+    p = run("schema", "nope", "--json", env=env)  # --json: an envelope even for bad arguments
+    assert p.returncode == 2
+    doc = validate_output(json.loads(p.stdout))
+    assert doc["command"] == "schema" and doc["error"]["message"].startswith("usage: ")
     (demo_dir / "models" / "demo" / "README.md").write_text("changed")
     p = run("verify", "-f", m, env=env)
     assert p.returncode == 1 and "README.md" in p.stdout
