@@ -232,7 +232,7 @@ def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, from_bundle, 
     from .output import render_sync
 
     if from_bundle:
-        from .project import import_bundle
+        from .bundle import import_bundle
 
         _, dest = import_bundle(from_bundle, file, force=True, ui=ui)
         file = str(dest)
@@ -275,7 +275,7 @@ def verify_cmd(ui, file, names, jobs, fast, bundle):
     from .output import render_bundle, render_verify
 
     if bundle:
-        from .project import verify_bundle
+        from .bundle import verify_bundle
 
         report = verify_bundle(bundle)
         code = EXIT_OK if report.ok else EXIT_CHANGES
@@ -306,8 +306,8 @@ def bundle_cmd(ui, file, out):
 def import_cmd(ui, file, bundle, force):
     """Check every blob of BUNDLE into the store (refusing a bundle that does not match its
     lock), then write its manifest and lock here. Then: mlxk sync --offline --frozen."""
+    from .bundle import import_bundle
     from .output import render_bundle
-    from .project import import_bundle
 
     report, dest = import_bundle(bundle, file, force=force, ui=ui)
     data = {**report.to_dict(), "manifest": dest.name}
