@@ -16,8 +16,14 @@ from dataclasses import dataclass
 
 from .errors import IntegrityError
 from .lock import FileEntry, LockedSource, LockedStep, LockedWorkspace, workspace_content_hash
-from .steps import convert
 from .workspace import walk
+
+
+def _convert():
+    """steps.convert, imported on first use (it reads package metadata)."""
+    from .steps import convert
+
+    return convert
 
 
 def _alive(pid: int) -> bool:
@@ -33,10 +39,10 @@ def _alive(pid: int) -> bool:
 def is_current(step: LockedStep) -> bool:
     """Whether a locked step would get the same fingerprint with the tools installed now."""
     try:
-        tools = convert.tool_versions(step.converter)
-    except convert.ConverterMissing:
+        tools = _convert().tool_versions(step.converter)
+    except _convert().ConverterMissing:
         return False
-    return convert.fingerprint(step.params, step.converter, tools, step.input_digest) == (
+    return _convert().fingerprint(step.params, step.converter, tools, step.input_digest) == (
         step.fingerprint
     )
 
@@ -64,16 +70,16 @@ class Builder:
     def _config(self, files: tuple[FileEntry, ...], what: str) -> dict:
         entry = next((f for f in files if f.path == "config.json"), None)
         if entry is None:
-            raise convert.ConvertFailed(f"{what}: no config.json in the step's input")
+            raise _convert().ConvertFailed(f"{what}: no config.json in the step's input")
         return json.loads(self.store.blob_path(entry.hex).read_text(encoding="utf-8"))
 
     def run_step(self, kind: str, params: dict, inputs, what: str) -> LockedStep:
-        converter, options = convert.detect(self._config(inputs, what))
-        tools = convert.tool_versions(converter)
-        fp = convert.fingerprint(params, converter, tools, workspace_content_hash(inputs))
+        converter, options = _convert().detect(self._config(inputs, what))
+        tools = _convert().tool_versions(converter)
+        fp = _convert().fingerprint(params, converter, tools, workspace_content_hash(inputs))
         if self.ui:
             self.ui.note(
-                f"{what}: converting with {converter} {tools[convert.CONVERTERS[converter][0]]}"
+                f"{what}: converting with {converter} {tools[_convert().CONVERTERS[converter][0]]}"
             )
         work = self.store.tmp / f"build-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         in_dir, out_dir = work / "in", work / "out"
@@ -81,11 +87,11 @@ class Builder:
             for f in inputs:
                 self.store.materialize(f.hex, in_dir / f.path, link="hardlink")
             log = self.store.root / "logs" / f"convert-{fp.removeprefix('sha256:')[:16]}.log"
-            convert.run_convert(in_dir, out_dir, params, converter, what, options, log)
+            _convert().run_convert(in_dir, out_dir, params, converter, what, options, log)
             outputs = []
             for rel, (kind_, _) in sorted(walk(out_dir).items()):
                 if kind_ != "file":
-                    raise convert.ConvertFailed(f"{what}: converter wrote a {kind_} at {rel}")
+                    raise _convert().ConvertFailed(f"{what}: converter wrote a {kind_} at {rel}")
                 size, digest = self.store.adopt(out_dir / rel)
                 outputs.append(FileEntry(path=rel, size=size, hash=digest))
         finally:

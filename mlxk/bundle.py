@@ -134,6 +134,13 @@ def _write_dir(out: Path, members: dict, blobs: dict, store: Store) -> None:
             (tmp / name).write_bytes(data)
         for h in blobs:
             store.materialize(h, tmp / _blob_name(h))
+        for path in [tmp / name for name in members] + [tmp / _blob_name(h) for h in blobs]:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.chmod(tmp, 0o755)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
@@ -162,6 +169,10 @@ def _write_tar(out: Path, members: dict, blobs: dict, store: Store) -> None:
             for h, size in blobs.items():
                 with open(store.blob_path(h), "rb") as f:
                     tar.addfile(_tarinfo(_blob_name(h), size), f)
+            tar.close()
+            raw.flush()
+            os.fsync(raw.fileno())  # on removable media: really written before it is carried
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -354,6 +365,7 @@ def import_bundle(path: Path, file=None, force: bool = False, ui=None):
                     hint="use --force to replace it, or import into another directory (-f)",
                 )
     report, _, _, _ = check_bundle(Path(path), project.store)
+    project.store.flush()
     if not report.ok:
         names = ", ".join(f"{p['blob'][:12]} ({p['problem']})" for p in report.problems[:8])
         raise IntegrityError(

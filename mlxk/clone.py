@@ -110,6 +110,7 @@ def clone(
         jobs,
         progress=ui,
     )
+    store.flush()
     with contextlib.suppress(OSError):
         (target.parent / ".mlxk-staging").rmdir()  # only when empty
     return CloneResult(

@@ -31,9 +31,10 @@ class HashCache:
     `readonly` caches (list, show) read it if it exists and never write anything.
     """
 
-    def __init__(self, path: Path, readonly: bool = False):
+    def __init__(self, path: Path, readonly: bool = False, use_ctime: bool = True):
         self.path = path
         self.readonly = readonly
+        self.use_ctime = use_ctime  # off for the store's read-only blobs: hardlinks move ctime
         self._known: dict[tuple[int, int], tuple[int, int, int, str]] = {}
         self._new: dict[tuple[int, int], tuple[int, int, int, str]] = {}
         self._lock = threading.Lock()
@@ -47,6 +48,7 @@ class HashCache:
 
     def get(self, st: os.stat_result) -> str | None:
         dev, ino, size, mt, ct = stat_key(st)
+        ct = ct if self.use_ctime else 0
         hit = self._new.get((dev, ino)) or self._known.get((dev, ino))
         if hit and hit[:3] == (size, mt, ct):
             return hit[3]
@@ -56,6 +58,7 @@ class HashCache:
         if self.readonly:
             return
         dev, ino, size, mt, ct = stat_key(st)
+        ct = ct if self.use_ctime else 0
         with self._lock:
             self._new[(dev, ino)] = (size, mt, ct, digest)
 

@@ -10,8 +10,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from . import lock as lockfile
 from .build import Builder
 from .errors import IntegrityError, LockError, SourceError, UserError
@@ -152,12 +150,16 @@ class Project:
     def read_lock(self) -> Lock | None:
         return lockfile.read(self.lock_path)
 
-    def _sync_lock(self) -> FileLock:
+    def _sync_lock(self):
         """One sync (or lock) at a time per home: a second process waits, and says so."""
+        from filelock import FileLock
+
         staging_root(self.home).mkdir(parents=True, exist_ok=True)
         return FileLock(str(staging_root(self.home) / "sync.lock"))
 
     def _exclusive(self):
+        from filelock import Timeout
+
         flock = self._sync_lock()
         try:
             flock.acquire(timeout=0)
@@ -179,6 +181,7 @@ class Project:
             on_workspace=lambda n: self.ui.note(f"resolving {n}"),
         )
         written = lockfile.write(self.lock_path, new)
+        self.store.flush()
         return LockResult(new, actions, written)
 
     def current_lock(
@@ -333,8 +336,13 @@ class Project:
             inline = ws.inline_bytes()
             need = {a.path for a in wplan.files if a.op in ("add", "replace")} - set(inline)
             entries = [f for f in ws.placed_files if f.path in need]
-            absent = [f for f in entries if not self.store.has(f.hex, f.size)]
-            if absent and ws.steps and all(self.store.has(f.hex, f.size) for f in ws.source.files):
+            local = ws.source.kind == "path" and self.fetcher.path_dir(ws.source.path).is_dir()
+            from_dir = {f.path for f in ws.source.files} if local and not ws.steps else set()
+            absent = [
+                f for f in entries if not self.store.has(f.hex, f.size) and f.path not in from_dir
+            ]
+            inputs_here = all(local or self.store.has(f.hex, f.size) for f in ws.source.files)
+            if absent and ws.steps and inputs_here:
                 outputs = {f.path for f in ws.files}
                 absent = [f for f in absent if f.path not in outputs]  # rebuilt locally
             missing += [f"{wplan.name}/{f.path}" for f in absent]
@@ -419,6 +427,7 @@ class Project:
                     result.workspaces.append(_removed(wplan))
             return SyncReport(lock_result, plan, result, notes, rebuilt, dict(self.fetched))
         finally:
+            self.store.flush()
             flock.release()
 
     # ------------------------------------------------------------ run

@@ -7,6 +7,7 @@ Blobs enter only after their bytes hash to what the lock or the hub declared.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -20,6 +21,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from .errors import DiskError, IntegrityError
+from .hashcache import HashCache
 from .hashing import CHUNK, StreamHasher, hash_file
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -41,6 +43,7 @@ class Store:
     def __init__(self, root: Path):
         self.root = Path(root)
         self._verified: set[str] = set()  # blobs hashed (on entry or on check) by this process
+        self._blob_cache: HashCache | None = None
 
     # ------------------------------------------------------------ paths
     def blob_path(self, hexdigest: str) -> Path:
@@ -65,18 +68,45 @@ class Store:
             return False
         return size is None or st.st_size == size
 
+    @property
+    def blob_cache(self) -> HashCache:
+        """Hashes of blobs checked before, keyed by stat (not ctime: hardlinks move it)."""
+        if self._blob_cache is None:
+            self._blob_cache = HashCache(self.root / "blobs.sqlite", use_ctime=False)
+        return self._blob_cache
+
+    def _remember(self, hexdigest: str) -> None:
+        self._verified.add(hexdigest)
+        with contextlib.suppress(OSError):
+            self.blob_cache.put(self.blob_path(hexdigest).stat(), "sha256:" + hexdigest)
+
+    def flush(self) -> None:
+        if self._blob_cache is not None:
+            self._blob_cache.flush()
+
     def check(self, hexdigest: str, size: int) -> bool:
-        """True if the blob is present and its bytes hash right; a corrupt blob is removed."""
+        """True if the blob is present and its bytes hash right; a corrupt blob is removed.
+
+        A read-only blob whose stat matches the last time it was hashed is trusted (the
+        blob cache); anything else is hashed again.
+        """
         if hexdigest in self._verified:
             return self.has(hexdigest, size)
-        if not self.has(hexdigest, size):
-            return False
         path = self.blob_path(hexdigest)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return False
+        if st.st_size != size:
+            return False
+        if not st.st_mode & 0o222 and self.blob_cache.get(st) == "sha256:" + hexdigest:
+            self._verified.add(hexdigest)
+            return True
         _, digest, _ = hash_file(path)
         if digest != "sha256:" + hexdigest:
             path.unlink(missing_ok=True)
             return False
-        self._verified.add(hexdigest)
+        self._remember(hexdigest)
         return True
 
     # ------------------------------------------------------------ ingest
@@ -146,7 +176,7 @@ class Store:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(partial, 0o444)
             os.replace(partial, final)
-            self._verified.add(hexdigest)
+            self._remember(hexdigest)
             return digest
 
     def _resume(self, partial: Path, size: int, git: bool) -> tuple[StreamHasher, int]:
@@ -175,7 +205,7 @@ class Store:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)
             os.replace(tmp, final)
-        self._verified.add(hexdigest)
+        self._remember(hexdigest)
         return "sha256:" + hexdigest
 
     def adopt(self, path: Path) -> tuple[int, str]:
@@ -189,7 +219,7 @@ class Store:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(path, 0o444)
             os.replace(path, final)
-        self._verified.add(hexdigest)
+        self._remember(hexdigest)
         return size, digest
 
     # ------------------------------------------------------------ materialise

@@ -236,3 +236,17 @@ def test_inside_a_network_namespace_with_no_network(hub, hf_env, tmp_path, demo_
         ["run", "-f", str(dest / "models.yaml"), "m", "hello", "--max-tokens", "4"], iso, netns=True
     )
     assert p.returncode == 0 and p.stdout.strip(), p.stderr
+
+
+def test_offline_builds_a_local_source_and_files_get_normal_modes(tmp_path, mlxk, monkeypatch):
+    """--offline needs no network, not a full store: a path source and its convert step are
+    local. And what mlxk writes for people (bundle tar, manifest, lock) is not 0600."""
+    m = demo_project(tmp_path / "p")
+    assert mlxk("lock", "-f", m).exit_code == 0
+    monkeypatch.setenv("MLXK_STORE", str(tmp_path / "empty-store"))
+    res = mlxk("sync", "-f", m, "--offline", "--json")
+    assert res.exit_code == 0, res
+    assert mlxk("verify", "-f", m).exit_code == 0
+    assert mlxk("bundle", "-f", m, str(tmp_path / "b.tar")).exit_code == 0
+    assert (tmp_path / "b.tar").stat().st_mode & 0o644 == 0o644
+    assert (tmp_path / "p" / "mlxk.lock").stat().st_mode & 0o644 == 0o644

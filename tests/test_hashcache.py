@@ -81,3 +81,23 @@ def test_list_and_show_never_create_the_cache(tmp_path, mlxk, monkeypatch):
     cache.unlink()
     assert mlxk("list", "-f", m).exit_code == 0
     assert not cache.exists()
+
+
+def test_store_blobs_are_not_hashed_again_by_the_next_process(synced, mlxk, monkeypatch):
+    """Blobs enter the store hashed; a later sync trusts them while their stat is unchanged
+    (read-only, same inode/size/mtime) and rehashes one that was touched."""
+    from mlxk import store
+
+    m, ws = synced
+    calls = []
+    real = store.hash_file
+    monkeypatch.setattr(store, "hash_file", lambda p, *a, **k: (calls.append(p), real(p))[1])
+    shutil.rmtree(ws)
+    assert mlxk("sync", "-f", m).exit_code == 0
+    assert calls == []
+    blob = next(p for p in (ws.parent.parent / "store" / "blobs").rglob("*") if p.is_file())
+    os.utime(blob)  # a blob whose stat moved is hashed again before use
+    shutil.rmtree(ws)
+    assert mlxk("sync", "-f", m).exit_code == 0
+    assert [p.name for p in calls] == [blob.name]
+    assert mlxk("verify", "-f", m).exit_code == 0

@@ -12,7 +12,6 @@ import re
 from collections.abc import Iterator
 
 from ..errors import SourceError
-from ..hashing import CHUNK
 from . import SourceFile, check_relpath, check_tree, shown_name
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -187,7 +186,7 @@ class HfClient:
             def chunks() -> Iterator[bytes]:
                 got = 0
                 try:
-                    for chunk in response.iter_raw(CHUNK):
+                    for chunk in response.iter_raw():
                         got += len(chunk)
                         yield chunk
                 except Exception as e:
