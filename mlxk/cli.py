@@ -537,6 +537,42 @@ def add_cmd(ui, file, ref, name, quantize, group_size, include, exclude):
     )
 
 
+@cli.command("gc")
+@click.argument("locks", nargs=-1, type=click.Path(dir_okay=False), metavar="[LOCK]...")
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=3600,
+    show_default=True,
+    help="Keep blobs younger than this many seconds (a sync may be using them).",
+)
+@command("gc")
+def gc_cmd(ui, file, locks, dry_run, grace):
+    """Remove store blobs that no given lock names (default: this project's mlxk.lock), and
+    report the bytes freed. Workspaces keep their own copies (or hardlinks)."""
+    from .gc import collect, read_locks
+    from .output import human_size
+    from .project import Project
+
+    if locks:
+        project = _maybe_project(file, ui)
+        store = project.store if project else Project.default_store()
+        chosen = read_locks(locks)
+    else:
+        project = _project(file, ui)
+        store = project.store
+        chosen = {str(project.lock_path): project.current_lock(frozen=True, purpose="gc")[0]}
+    report = collect(store, chosen, dry_run=dry_run, grace=grace)
+    verb = "would free" if dry_run else "freed"
+    text = (
+        f"{verb} {human_size(report.freed_bytes)} ({report.removed} blobs); kept "
+        f"{report.kept + report.young} blobs, {human_size(report.kept_bytes)}"
+        + (f" ({report.young} unreferenced but younger than {grace:g} s)" if report.young else "")
+    )
+    return Outcome(report.to_dict(), text)
+
+
 @cli.command("run")
 @click.argument("name", shell_complete=complete_workspace)
 @click.argument("prompt", required=False, default="Hello")

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -250,3 +251,29 @@ def test_offline_builds_a_local_source_and_files_get_normal_modes(tmp_path, mlxk
     assert mlxk("bundle", "-f", m, str(tmp_path / "b.tar")).exit_code == 0
     assert (tmp_path / "b.tar").stat().st_mode & 0o644 == 0o644
     assert (tmp_path / "p" / "mlxk.lock").stat().st_mode & 0o644 == 0o644
+
+
+def test_gc_drops_only_blobs_no_lock_names(tmp_path, mlxk, monkeypatch):
+    m = demo_project(tmp_path / "p")
+    assert mlxk("sync", "-f", m).exit_code == 0
+    store = tmp_path / "store" / "blobs" / "sha256"
+    blobs = {p.name for p in store.rglob("*") if p.is_file()}
+    res = mlxk("gc", "-f", m, "--grace", "0", "--json")
+    assert res.exit_code == 0 and res.json["data"]["removed"] == 0, res
+    # change the step: the old outputs are no longer named by the lock
+    text = Path(m).read_text().replace("bits: 4, group_size: 32", "bits: 8, group_size: 32")
+    Path(m).write_text(text)
+    assert mlxk("sync", "-f", m).exit_code == 0
+    res = mlxk("gc", "-f", m, "--json")  # default grace: everything is too young to go
+    assert res.json["data"]["removed"] == 0 and res.json["data"]["young"] > 0
+    res = mlxk("gc", "-f", m, "--grace", "0", "--dry-run", "--json")
+    stale = res.json["data"]["removed"]
+    assert stale > 0 and {p.name for p in store.rglob("*") if p.is_file()} >= blobs
+    res = mlxk("gc", "-f", m, "--grace", "0", "--json")
+    assert res.json["data"]["removed"] == stale and res.json["data"]["freed_bytes"] > 0
+    assert mlxk("verify", "-f", m).exit_code == 0
+    ws = tmp_path / "p" / "models"
+    shutil.rmtree(ws)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    res = mlxk("sync", "-f", m, "--offline", "--json")  # what the lock names is all still here
+    assert res.exit_code == 0 and res.json["data"]["fetched"]["files"] == 0, res
