@@ -44,6 +44,7 @@ class Store:
         self.root = Path(root)
         self._verified: set[str] = set()  # blobs hashed (on entry or on check) by this process
         self._blob_cache: HashCache | None = None
+        self._init_lock = threading.Lock()
 
     # ------------------------------------------------------------ paths
     def blob_path(self, hexdigest: str) -> Path:
@@ -71,8 +72,9 @@ class Store:
     @property
     def blob_cache(self) -> HashCache:
         """Hashes of blobs checked before, keyed by stat (not ctime: hardlinks move it)."""
-        if self._blob_cache is None:
-            self._blob_cache = HashCache(self.root / "blobs.sqlite", use_ctime=False)
+        with self._init_lock:  # fetch threads race here: one cache, or their entries are lost
+            if self._blob_cache is None:
+                self._blob_cache = HashCache(self.root / "blobs.sqlite", use_ctime=False)
         return self._blob_cache
 
     def _remember(self, hexdigest: str) -> None:
