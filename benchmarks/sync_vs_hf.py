@@ -49,24 +49,6 @@ MIB = 1 << 20
 GNU_TIME = "/usr/bin/time"
 MANIFEST = f"version: 1\nworkspaces:\n  big:\n    source: hf://{REPO_ID}@{REVISION}\n"
 
-# Variables that would move huggingface_hub's caches or token, or force it offline.
-HF_VARS_TO_DROP = (
-    "HF_TOKEN",
-    "HUGGING_FACE_HUB_TOKEN",
-    "HF_TOKEN_PATH",
-    "HF_HUB_CACHE",
-    "HUGGINGFACE_HUB_CACHE",
-    "HF_ASSETS_CACHE",
-    "HUGGINGFACE_ASSETS_CACHE",
-    "HF_XET_CACHE",
-    "HF_HUB_OFFLINE",
-    "TRANSFORMERS_OFFLINE",
-    "HUGGINGFACE_CO_STAGING",
-    "HF_HUB_ENABLE_HF_TRANSFER",
-    "MLXK_STORE",
-    "MLXK_WORKSPACE_HOME",
-)
-
 
 # --------------------------------------------------------------------------- the repo
 def safetensors_shard(rng: random.Random, size: int, name: str) -> bytes:
@@ -208,7 +190,10 @@ def raw_get_floor(endpoint: str, paths: list[str], workers: int) -> float:
 
 # --------------------------------------------------------------------------- the runs
 def base_env(endpoint: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in HF_VARS_TO_DROP}
+    from tests.hubserver import HF_VARS
+
+    drop = (*HF_VARS, "HF_HUB_ENABLE_HF_TRANSFER", "MLXK_STORE", "MLXK_WORKSPACE_HOME")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env["HF_ENDPOINT"] = endpoint
     env["HF_HUB_DISABLE_TELEMETRY"] = "1"
     no_proxy = ",".join(filter(None, [env.get("NO_PROXY") or env.get("no_proxy"), "127.0.0.1"]))

@@ -395,6 +395,23 @@ class Hub:
         self._git(repo_id, "update-ref", "-d", ref)
 
 
+# Variables that would move huggingface_hub's caches or token away from HF_HOME, or force it
+# offline: unset wherever a test (or benchmark) points clients at the test hub.
+HF_VARS = (
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_TOKEN_PATH",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+    "HF_ASSETS_CACHE",
+    "HUGGINGFACE_ASSETS_CACHE",
+    "HF_XET_CACHE",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HUGGINGFACE_CO_STAGING",
+)
+
+
 def _hf_constants_for_env() -> dict[str, object]:
     """Values ``huggingface_hub.constants`` would have under the current env."""
     spec = importlib.util.find_spec("huggingface_hub.constants")
@@ -435,19 +452,7 @@ def hf_env(hub: Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     except ImportError:  # pragma: no cover - huggingface_hub is a hard dependency
         hf_constants = hf_api = None
 
-    for var in (
-        "HF_TOKEN",
-        "HUGGING_FACE_HUB_TOKEN",
-        "HF_TOKEN_PATH",
-        "HF_HUB_CACHE",
-        "HUGGINGFACE_HUB_CACHE",
-        "HF_ASSETS_CACHE",
-        "HUGGINGFACE_ASSETS_CACHE",
-        "HF_XET_CACHE",
-        "HF_HUB_OFFLINE",
-        "TRANSFORMERS_OFFLINE",
-        "HUGGINGFACE_CO_STAGING",
-    ):
+    for var in HF_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     monkeypatch.setenv("HF_HOME", str(hf_home))
