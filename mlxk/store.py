@@ -18,8 +18,6 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from filelock import FileLock
-
 from .errors import DiskError, IntegrityError
 from .hashcache import HashCache
 from .hashing import CHUNK, StreamHasher, hash_file
@@ -56,7 +54,9 @@ class Store:
     def tmp(self) -> Path:
         return self.root / "tmp"
 
-    def _lock(self, key: str) -> FileLock:
+    def _lock(self, key: str):
+        from filelock import FileLock  # only fetches lock: keep it off the start-up path
+
         d = self.root / "locks"
         d.mkdir(parents=True, exist_ok=True)
         return FileLock(str(d / f"{key}.lock"))
