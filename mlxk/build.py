@@ -38,11 +38,12 @@ def _alive(pid: int) -> bool:
 
 def is_current(step: LockedStep) -> bool:
     """Whether a locked step would get the same fingerprint with the tools installed now."""
+    convert = _convert()
     try:
-        tools = _convert().tool_versions(step.converter)
-    except _convert().ConverterMissing:
+        tools = convert.tool_versions(step.converter)
+    except convert.ConverterMissing:
         return False
-    return _convert().fingerprint(step.params, step.converter, tools, step.input_digest) == (
+    return convert.fingerprint(step.params, step.converter, tools, step.input_digest) == (
         step.fingerprint
     )
 
@@ -74,12 +75,13 @@ class Builder:
         return json.loads(self.store.blob_path(entry.hex).read_text(encoding="utf-8"))
 
     def run_step(self, kind: str, params: dict, inputs, what: str) -> LockedStep:
-        converter, options = _convert().detect(self._config(inputs, what))
-        tools = _convert().tool_versions(converter)
-        fp = _convert().fingerprint(params, converter, tools, workspace_content_hash(inputs))
+        convert = _convert()
+        converter, options = convert.detect(self._config(inputs, what))
+        tools = convert.tool_versions(converter)
+        fp = convert.fingerprint(params, converter, tools, workspace_content_hash(inputs))
         if self.ui:
             self.ui.note(
-                f"{what}: converting with {converter} {tools[_convert().CONVERTERS[converter][0]]}"
+                f"{what}: converting with {converter} {tools[convert.CONVERTERS[converter][0]]}"
             )
         work = self.store.tmp / f"build-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         in_dir, out_dir = work / "in", work / "out"
@@ -87,11 +89,11 @@ class Builder:
             for f in inputs:
                 self.store.materialize(f.hex, in_dir / f.path, link="hardlink")
             log = self.store.root / "logs" / f"convert-{fp.removeprefix('sha256:')[:16]}.log"
-            _convert().run_convert(in_dir, out_dir, params, converter, what, options, log)
+            convert.run_convert(in_dir, out_dir, params, converter, what, options, log)
             outputs = []
             for rel, (kind_, _) in sorted(walk(out_dir).items()):
                 if kind_ != "file":
-                    raise _convert().ConvertFailed(f"{what}: converter wrote a {kind_} at {rel}")
+                    raise convert.ConvertFailed(f"{what}: converter wrote a {kind_} at {rel}")
                 size, digest = self.store.adopt(out_dir / rel)
                 outputs.append(FileEntry(path=rel, size=size, hash=digest))
         finally:

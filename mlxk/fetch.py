@@ -79,14 +79,11 @@ class Fetcher:
             root = self.path_dir(source.path)
             opener = path_source.opener(root, entry.path)
             label = f"path:{source.path}/{entry.path}"
-        try:
-            return self.store.fetch(
-                opener,
-                size=entry.size,
-                sha256=entry.hash,
-                gitsha1=entry.hub_hash,
-                label=label,
-                on_bytes=on_bytes,
-            )
-        except SourceError:
-            raise
+        return self.store.fetch(
+            opener,
+            size=entry.size,
+            sha256=entry.hash,
+            gitsha1=entry.hub_hash,
+            label=label,
+            on_bytes=on_bytes,
+        )
