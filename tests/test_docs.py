@@ -272,3 +272,12 @@ def test_docs_index_and_links():
             if anchor and dest.suffix == ".md":
                 headings = re.findall(r"^#+ (.+)$", dest.read_text(encoding="utf-8"), re.M)
                 assert anchor in {slug(h) for h in headings}, (page.name, target)
+
+
+def test_readme_manifest_example_is_valid(tmp_path, mlxk):
+    """The README's models.yaml example passes `mlxk validate`, so it cannot drift."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "models.yaml").write_text(block)
+    res = mlxk("validate", "-f", str(tmp_path / "models.yaml"))
+    assert res.exit_code == 0, res
