@@ -35,8 +35,18 @@ class WorkspacePlan:
         return self.op in CHANGE_OPS
 
     @property
+    def to_write(self) -> tuple[FileAction, ...]:
+        """The files sync will place: added or replaced."""
+        return tuple(f for f in self.files if f.op in ("add", "replace"))
+
+    def entries_to_write(self, locked) -> list:
+        """The locked entries (content and runtime captures) behind `to_write`."""
+        wanted = {a.path for a in self.to_write}
+        return [f for f in locked.placed_files if f.path in wanted]
+
+    @property
     def download_bytes(self) -> int:
-        return sum(f.size for f in self.files if f.op in ("add", "replace"))
+        return sum(f.size for f in self.to_write)
 
     def to_dict(self) -> dict:
         return {

@@ -322,8 +322,7 @@ class Project:
         out = []
         for w in plan.workspaces:
             if w.op in ("create", "update"):
-                wanted = {a.path for a in w.files if a.op in ("add", "replace")}
-                out += [f for f in lock.workspaces[w.name].placed_files if f.path in wanted]
+                out += w.entries_to_write(lock.workspaces[w.name])
         return out
 
     def _check_offline(self, lock: Lock, plan: Plan) -> None:
@@ -334,8 +333,7 @@ class Project:
                 continue
             ws = lock.workspaces[wplan.name]
             inline = ws.inline_bytes()
-            need = {a.path for a in wplan.files if a.op in ("add", "replace")} - set(inline)
-            entries = [f for f in ws.placed_files if f.path in need]
+            entries = [f for f in wplan.entries_to_write(ws) if f.path not in inline]
             local = ws.source.kind == "path" and self.fetcher.path_dir(ws.source.path).is_dir()
             from_dir = {f.path for f in ws.source.files} if local and not ws.steps else set()
             absent = [

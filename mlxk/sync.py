@@ -162,7 +162,7 @@ def build_workspace(
     inline = locked.inline_bytes()
     ops = {a.path: a.op for a in wplan.files}
     try:
-        todo = [f for f in locked.placed_files if ops.get(f.path) in ("add", "replace")]
+        todo = wplan.entries_to_write(locked)
         task = progress.task(f"{wplan.name}", sum(f.size for f in todo)) if progress else None
 
         def on_bytes(n: int) -> None:
