@@ -73,17 +73,12 @@ class Fetcher:
                     f"in the store ({self.store.root})",
                     hint="import a bundle that holds it (mlxk import), or sync once online",
                 )
-            opener = self.hf.opener(source.repo, source.commit, entry.path)
-            label = f"hf://{source.repo}@{source.commit[:12]}/{entry.path}"
-        else:
-            root = self.path_dir(source.path)
-            opener = path_source.opener(root, entry.path)
-            label = f"path:{source.path}/{entry.path}"
+            declared = SourceFile(entry.path, entry.size, entry.hash, entry.hub_hash)
+            return self.hf_blob(source.repo, source.commit, declared, on_bytes)
         return self.store.fetch(
-            opener,
+            path_source.opener(self.path_dir(source.path), entry.path),
             size=entry.size,
             sha256=entry.hash,
-            gitsha1=entry.hub_hash,
-            label=label,
+            label=f"path:{source.path}/{entry.path}",
             on_bytes=on_bytes,
         )
