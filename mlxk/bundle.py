@@ -375,4 +375,5 @@ def import_bundle(path: Path, file=None, force: bool = False, ui=None):
     dest.parent.mkdir(parents=True, exist_ok=True)
     lockfile.write_atomic(dest, manifest_bytes.decode("utf-8"))
     lockfile.write_atomic(manifest.lock_path, lock_text)
+    project.register()
     return report, dest

@@ -539,6 +539,14 @@ def add_cmd(ui, file, ref, name, quantize, group_size, include, exclude):
 
 @cli.command("gc")
 @click.argument("locks", nargs=-1, type=click.Path(dir_okay=False), metavar="[LOCK]...")
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="LOCK",
+    help="Keep only the blobs of these locks (not every lock the store records).",
+)
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
 @click.option(
     "--grace",
@@ -548,28 +556,35 @@ def add_cmd(ui, file, ref, name, quantize, group_size, include, exclude):
     help="Keep blobs younger than this many seconds (a sync may be using them).",
 )
 @command("gc")
-def gc_cmd(ui, file, locks, dry_run, grace):
-    """Remove store blobs that no given lock names (default: this project's mlxk.lock), and
-    report the bytes freed. Workspaces keep their own copies (or hardlinks)."""
-    from .gc import collect, read_locks
+def gc_cmd(ui, file, locks, only, dry_run, grace):
+    """Remove store blobs that no lock using the store names (every project that locked or
+    synced from it, this one and any LOCK given), and report the bytes freed. Workspaces keep
+    their own copies (or hardlinks)."""
+    from .gc import collect, read_locks, store_locks
     from .output import human_size
     from .project import Project
 
-    if locks:
-        project = _maybe_project(file, ui)
-        store = project.store if project else Project.default_store()
-        chosen = read_locks(locks)
+    project = _maybe_project(file, ui) if (locks or only) else _project(file, ui)
+    store = project.store if project else Project.default_store()
+    if only:
+        chosen, forgotten = read_locks(only), []
     else:
-        project = _project(file, ui)
-        store = project.store
-        chosen = {str(project.lock_path): project.current_lock(frozen=True, purpose="gc")[0]}
+        chosen, forgotten = store_locks(store, dry_run=dry_run)
+        chosen.update(read_locks(locks))
+        if project and not locks:
+            lock = project.current_lock(frozen=True, purpose="gc")[0]
+            chosen[str(project.lock_path)] = lock
     report = collect(store, chosen, dry_run=dry_run, grace=grace)
+    report.forgotten = forgotten
     verb = "would free" if dry_run else "freed"
     text = (
         f"{verb} {human_size(report.freed_bytes)} ({report.removed} blobs); kept "
-        f"{report.kept + report.young} blobs, {human_size(report.kept_bytes)}"
+        f"{report.kept + report.young} blobs, {human_size(report.kept_bytes)}, for "
+        f"{len(chosen)} lock(s)"
         + (f" ({report.young} unreferenced but younger than {grace:g} s)" if report.young else "")
     )
+    for f in forgotten:
+        text += f"\nforgot {f['lock']}: {f['reason']}"
     return Outcome(report.to_dict(), text)
 
 

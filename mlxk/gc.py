@@ -1,7 +1,9 @@
 """mlxk gc: drop store blobs that no lock in use names, and say how many bytes that freed.
 
-Blobs written in the last `grace` seconds are kept whatever the locks say: a `mlxk lock` or
-`sync` running now may have fetched them for a lock it has not written yet.
+The locks in use are every lock recorded in the store (each project that locked or synced from
+it: `store_locks`), so one project's gc never takes another's blobs; `--only` narrows that to
+the locks given. Blobs written in the last `grace` seconds are kept whatever the locks say: a
+`mlxk lock` or `sync` running now may have fetched them for a lock it has not written yet.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class GcReport:
     young: int = 0  # unreferenced, but too recent to remove
     dry_run: bool = False
     locks: list[str] = field(default_factory=list)
+    forgotten: list[dict] = field(default_factory=list)  # records dropped: {lock, reason}
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -71,3 +74,30 @@ def read_locks(paths) -> dict:
             raise LockError(f"{path}: no such lock")
         out[str(path)] = lock
     return out
+
+
+def store_locks(store: Store, dry_run: bool = False) -> tuple[dict, list[dict]]:
+    """Every lock recorded in the store, read; records whose lock is gone (or whose manifest
+    names another store) are forgotten. A recorded lock that cannot be read stops gc: its
+    blobs cannot be told apart, and removing them could strand that project."""
+    from . import store_locks as records
+    from .errors import LockError, MlxkError
+
+    out, forgotten = {}, []
+    for rec in records.records(store.root):
+        reason = records.why_forget(rec, store.root)
+        if reason:
+            forgotten.append({"lock": str(rec.lock), "reason": reason})
+            if not dry_run:
+                records.forget(rec)
+            continue
+        try:
+            out[str(rec.lock)] = read_locks([rec.lock])[str(rec.lock)]
+        except MlxkError as e:
+            raise LockError(
+                f"gc: {rec.lock} (a project using the store {store.root}) cannot be read: "
+                f"{e.message}",
+                hint="fix or regenerate that lock (`mlxk lock`), or run `mlxk gc --only LOCK` "
+                "to keep only the locks you name",
+            ) from None
+    return out, forgotten

@@ -150,6 +150,12 @@ class Project:
     def read_lock(self) -> Lock | None:
         return lockfile.read(self.lock_path)
 
+    def register(self) -> None:
+        """Record in the store that this project's lock takes blobs from it (for gc)."""
+        from . import store_locks
+
+        store_locks.register(self.store.root, self.lock_path, self.manifest.path)
+
     def _sync_lock(self):
         """One sync (or lock) at a time per home: a second process waits, and says so."""
         from filelock import FileLock
@@ -170,6 +176,7 @@ class Project:
 
     # ------------------------------------------------------------ lock
     def lock(self, upgrade: bool | frozenset[str] = False) -> LockResult:
+        self.register()
         old = self.read_lock()
         new, actions = resolve(
             self.manifest,
@@ -383,6 +390,7 @@ class Project:
         flock = self._exclusive()
         try:
             notes = recover(self.home)
+            self.register()
             lock, lock_result = self.current_lock(locked=locked, frozen=frozen)
             rebuilt = self.rebuild(rebuild, lock) if rebuild else []
             moved = [

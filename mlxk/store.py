@@ -71,10 +71,11 @@ class Store:
 
     @property
     def blob_cache(self) -> HashCache:
-        """Hashes of blobs checked before, keyed by stat (not ctime: hardlinks move it)."""
+        """Hashes of blobs checked before, keyed by stat, ctime included: a write through a
+        hardlink that restores the mtime still moves the ctime."""
         with self._init_lock:  # fetch threads race here: one cache, or their entries are lost
             if self._blob_cache is None:
-                self._blob_cache = HashCache(self.root / "blobs.sqlite", use_ctime=False)
+                self._blob_cache = HashCache(self.root / "blobs.sqlite")
         return self._blob_cache
 
     def _remember(self, hexdigest: str) -> None:
@@ -89,8 +90,10 @@ class Store:
     def check(self, hexdigest: str, size: int) -> bool:
         """True if the blob is present and its bytes hash right; a corrupt blob is removed.
 
-        A read-only blob whose stat matches the last time it was hashed is trusted (the
-        blob cache); anything else is hashed again.
+        A read-only blob with one link whose stat (ctime included) matches the last time it
+        was hashed is trusted (the blob cache); anything else is hashed again: a blob with
+        another link may have been written through it (a workspace placed with --link
+        hardlink; root ignores the read-only mode).
         """
         if hexdigest in self._verified:
             return self.has(hexdigest, size)
@@ -101,7 +104,8 @@ class Store:
             return False
         if st.st_size != size:
             return False
-        if not st.st_mode & 0o222 and self.blob_cache.get(st) == "sha256:" + hexdigest:
+        trusted = not st.st_mode & 0o222 and st.st_nlink == 1
+        if trusted and self.blob_cache.get(st) == "sha256:" + hexdigest:
             self._verified.add(hexdigest)
             return True
         _, digest, _ = hash_file(path)
@@ -199,7 +203,7 @@ class Store:
     def put_bytes(self, data: bytes) -> str:
         """Store a small blob given in full (e.g. a refs file); returns its digest."""
         hexdigest = hashlib.sha256(data).hexdigest()
-        if not self.has(hexdigest, len(data)):
+        if not self.check(hexdigest, len(data)):
             self.tmp.mkdir(parents=True, exist_ok=True)
             tmp = self.tmp / f"put-{hexdigest}-{os.getpid()}-{threading.get_ident()}"
             tmp.write_bytes(data)
