@@ -14,8 +14,10 @@ import shutil
 import uuid
 from dataclasses import dataclass
 
+from .entries import FileEntry, workspace_content_hash
 from .errors import IntegrityError
-from .lock import FileEntry, LockedSource, LockedStep, LockedWorkspace, workspace_content_hash
+from .lock import LockedStep, LockedWorkspace
+from .sources import Pin
 from .workspace import walk
 
 
@@ -89,7 +91,9 @@ class Builder:
             for f in inputs:
                 self.store.materialize(f.hex, in_dir / f.path, link="hardlink")
             log = self.store.root / "logs" / f"convert-{fp.removeprefix('sha256:')[:16]}.log"
-            convert.run_convert(in_dir, out_dir, params, converter, what, options, log)
+            convert.run_convert(
+                in_dir, out_dir, params, converter, what, options, log, self.fetcher.settings
+            )
             outputs = []
             for rel, (kind_, _) in sorted(walk(out_dir).items()):
                 if kind_ != "file":
@@ -110,7 +114,7 @@ class Builder:
             output_digest=workspace_content_hash(files),
         )
 
-    def _ensure_inputs(self, source: LockedSource) -> None:
+    def _ensure_inputs(self, source: Pin) -> None:
         for entry in source.files:
             self.fetcher.ensure(source, entry)
 
@@ -125,7 +129,7 @@ class Builder:
         return notes
 
     # ------------------------------------------------------------ whole workspaces
-    def build(self, steps, source: LockedSource, what: str, reuse=()) -> tuple[LockedStep, ...]:
+    def build(self, steps, source: Pin, what: str, reuse=()) -> tuple[LockedStep, ...]:
         """Run (or reuse, when its fingerprint is unchanged) every step; returns them locked.
 
         `steps` are manifest Steps; `reuse` the previously locked steps of this workspace.

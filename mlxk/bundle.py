@@ -347,6 +347,7 @@ def import_bundle(path: Path, file=None, force: bool = False, ui=None):
     blob is refused (exit 3, naming them) and no manifest or lock is written."""
     from .manifest import parse_manifest
     from .project import Project
+    from .settings import Settings
 
     reader = _Reader(Path(path))
     try:
@@ -354,8 +355,9 @@ def import_bundle(path: Path, file=None, force: bool = False, ui=None):
     finally:
         reader.close()
     dest = Path(file).resolve() if file else (Path.cwd() / name)
-    manifest = parse_manifest(manifest_bytes.decode("utf-8"), dest)
-    project = Project(manifest, ui=ui)
+    settings = Settings.from_env()
+    manifest = parse_manifest(manifest_bytes.decode("utf-8"), dest, settings)
+    project = Project(manifest, ui=ui, settings=settings)
     lock_text = lockfile.dumps(lock)
     if not force:
         for target, data in ((dest, manifest_bytes), (manifest.lock_path, lock_text.encode())):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_CHANGES, EXIT_OK, EXIT_SOURCE, EXIT_USER, MlxkError, UserError
+from .settings import Settings
 
 ALL = ":all:"
 SCHEMA_URL = "https://mlxk.invalid/schemas/manifest-v1.json"
@@ -77,7 +77,7 @@ def command(name: str):
                 sys.exit(130)
             except Exception as e:  # a bug: one line, never a traceback unless asked
                 ui.close()
-                if os.environ.get("MLXK_DEBUG"):
+                if Settings.from_env().debug:
                     raise
                 _fail(
                     name,
@@ -118,18 +118,6 @@ def cli():
     Exit codes: 0 ok; 1 changes (plan) or drift (verify); 2 user error (bad manifest or
     arguments, stale lock with --locked); 3 source or environment error (hub, hash, disk).
     """
-    _normalise_env()
-
-
-# Environment variables that name a place or a credential: set-but-empty counts as unset
-# (ADR-022 bug 3: HF_HOME="" became Path(".")).
-EMPTY_IS_UNSET = ("HF_HOME", "HF_ENDPOINT", "HF_TOKEN", "MLXK_WORKSPACE_HOME", "MLXK_STORE")
-
-
-def _normalise_env() -> None:
-    for var in EMPTY_IS_UNSET:
-        if var in os.environ and not os.environ[var].strip():
-            del os.environ[var]
 
 
 @cli.command("lock")
@@ -329,14 +317,12 @@ def _readonly_cache(project):
     from .hashcache import HashCache
     from .project import Project
 
-    store = project.store if project else Project.default_store()
+    store = project.store if project else Project.default_store(Settings.from_env())
     return HashCache(store.root / "hashcache.sqlite", readonly=True)
 
 
 def _ws_home():
-    from .manifest import env_path
-
-    return env_path("MLXK_WORKSPACE_HOME")
+    return Settings.from_env().workspace_home
 
 
 @cli.command("clone")

@@ -12,13 +12,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .entries import workspace_content_hash
 from .errors import UserError
 from .fetch import Fetcher
 from .hashing import canonical_json, sha256_text
-from .lock import LockedSource, LockedWorkspace, workspace_content_hash
-from .manifest import env_path
+from .lock import LockedWorkspace
 from .plan import plan_workspace
-from .resolve import pin_hf
+from .settings import Settings
+from .sources.hf import HfSource
 from .store import Store
 from .sync import build_workspace, check_space
 from .workspace import WorkspaceState, sentinel_text
@@ -59,8 +60,8 @@ def parse_ref(ref: str) -> tuple[str, str]:
     return repo, revision or "main"
 
 
-def default_dir(repo: str) -> Path:
-    home = env_path("MLXK_WORKSPACE_HOME") or (Path.cwd() / "models")
+def default_dir(repo: str, settings: Settings) -> Path:
+    home = settings.workspace_home or (Path.cwd() / "models")
     return home / repo.split("/")[-1]
 
 
@@ -73,28 +74,24 @@ def clone(
     jobs: int = 4,
     link: str = "copy",
     ui=None,
+    settings: Settings | None = None,
 ) -> CloneResult:
+    settings = settings or Settings.from_env()
     repo, revision = parse_ref(ref)
-    target = Path(dest).resolve() if dest else default_dir(repo)
+    target = Path(dest).resolve() if dest else default_dir(repo, settings)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UserError(f"clone: {target} exists and is not empty", hint="give a new directory")
-    fetcher = Fetcher(store, Path.cwd())
-    commit, files = pin_hf(
-        repo,
-        revision,
-        tuple(include),
-        tuple(exclude),
-        fetcher,
-        f"clone hf://{repo}@{revision}",
-        jobs,
-    )
+    fetcher = Fetcher(store, Path.cwd(), settings=settings)
+    label = f"clone hf://{repo}@{revision}"
+    pin = HfSource(repo, revision).pin(fetcher, tuple(include), tuple(exclude), label, jobs)
+    files, commit = pin.files, pin.commit
     check_space(target.parent, store, files, target.name)
     name = target.name
     spec = {"clone": repo, "revision": revision, "include": list(include), "exclude": list(exclude)}
     locked = LockedWorkspace(
         name=name,
         spec_digest=sha256_text(canonical_json(spec)),
-        source=LockedSource("hf", files, repo=repo, revision=revision, commit=commit),
+        source=pin,
         content_hash=workspace_content_hash(files),
     )
     sentinel = sentinel_text(name, locked, operation="clone")

@@ -11,6 +11,8 @@ import os
 import signal
 import time
 
+from .settings import fault_settings
+
 POINTS = (
     "fetch-mid",  # a download has written its first chunk into the store's partial file
     "fetch-done",  # a blob has entered the store, nothing staged yet
@@ -26,13 +28,13 @@ POINTS = (
 
 
 def point(name: str) -> None:
-    if os.environ.get("MLXK_FAULT") == name:
+    fault, pause = fault_settings()
+    if fault == name:
         os.kill(os.getpid(), signal.SIGKILL)
-    pause = os.environ.get("MLXK_FAULT_SLEEP", "")
     if pause.startswith(name + ":"):
         time.sleep(float(pause.split(":", 1)[1]))
 
 
 def no_exchange() -> bool:
     """Tests force the two-rename switch (the fallback where RENAME_EXCHANGE is missing)."""
-    return os.environ.get("MLXK_FAULT") == "switch-between"
+    return fault_settings()[0] == "switch-between"

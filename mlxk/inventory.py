@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .hashing import content_hash
 from .health import model_kind
+from .sources import origin_of
 from .workspace import HF_CACHE, SENTINEL, STAGING, scan
 
 
@@ -54,15 +55,6 @@ class WorkspaceInfo:
         return d
 
 
-def _origin(src: dict | None) -> tuple[str | None, str | None, str | None]:
-    if not src:
-        return None, None, None
-    if src.get("kind") == "hf" or src.get("repo"):
-        commit = src.get("commit") or ""
-        return f"{src.get('repo')}@{commit[:12]}", commit or None, src.get("revision")
-    return f"path:{src.get('path')}", None, None
-
-
 def inspect(path: Path, name: str, source: str, locked=None, with_files: bool = False, cache=None):
     """One workspace's info, from its sentinel, the lock entry (if any) and a fresh scan
     (a read-only hash cache spares unchanged files)."""
@@ -70,9 +62,8 @@ def inspect(path: Path, name: str, source: str, locked=None, with_files: bool = 
     recorded = locked.content_hash if locked else (state.sentinel or {}).get("content_hash")
     src = (state.sentinel or {}).get("source")
     if locked is not None:
-        src = locked.source.to_dict()
-        src.pop("files", None)
-    origin, commit, revision = _origin(src)
+        src = locked.source.identity()
+    origin, commit, revision = origin_of(src)
     info = WorkspaceInfo(
         name=name,
         path=path,

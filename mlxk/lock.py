@@ -14,56 +14,20 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from . import faults
+from . import faults, sources
+from .entries import FileEntry, workspace_content_hash
 from .errors import LockError
-from .hashing import canonical_json, content_hash
+from .hashing import canonical_json
+from .sources import Pin
+from .sources.hf import HfPin
+
+__all__ = ["FileEntry", "Lock", "LockedRuntime", "LockedStep", "LockedWorkspace", "Pin"]
 
 LOCK_VERSION = 1
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
 _GITSHA1 = re.compile(r"^gitsha1:[0-9a-f]{40}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # as in the manifest schema
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    path: str  # posix, relative to the workspace
-    size: int
-    hash: str  # "sha256:<hex>"
-    hub_hash: str | None = None  # "gitsha1:<hex>" where the hub declares a git blob id
-
-    def to_dict(self) -> dict:
-        d = {"path": self.path, "size": self.size, "hash": self.hash}
-        if self.hub_hash:
-            d["hub_hash"] = self.hub_hash
-        return d
-
-    @property
-    def hex(self) -> str:
-        return self.hash.removeprefix("sha256:")
-
-
-@dataclass(frozen=True)
-class LockedSource:
-    kind: str  # "hf" | "path"
-    files: tuple[FileEntry, ...]
-    repo: str | None = None
-    revision: str | None = None
-    commit: str | None = None
-    path: str | None = None
-
-    def to_dict(self) -> dict:
-        d = {"kind": self.kind, "files": [f.to_dict() for f in self.files]}
-        if self.kind == "hf":
-            d.update(repo=self.repo, revision=self.revision, commit=self.commit)
-        else:
-            d.update(path=self.path)
-        return d
-
-    def describe(self) -> str:
-        if self.kind == "hf":
-            return f"hf://{self.repo}@{self.revision} ({self.commit[:12]})"
-        return f"path:{self.path}"
 
 
 @dataclass(frozen=True)
@@ -93,40 +57,60 @@ class LockedStep:
 
 
 @dataclass(frozen=True)
-class LockedRuntime:
-    """A repo the model loads at run time, captured into <workspace>/.hf_cache/ (ADR-022)."""
+class Placed:
+    """One file sync puts in a workspace, and where its bytes come from: `pin`'s file
+    `entry` (fetched into the store), or `data` the lock itself holds (a refs file)."""
 
-    repo: str
-    revision: str
-    commit: str
-    files: tuple[FileEntry, ...]
+    file: FileEntry  # as placed: its path in the workspace
+    pin: Pin | None = None
+    entry: FileEntry | None = None  # the same bytes, by their path at the source
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class LockedRuntime:
+    """A repo the model loads at run time, captured into <workspace>/.hf_cache/ (ADR-022): an
+    ordinary hub pin, placed under a path prefix in the Hugging Face cache layout."""
+
+    pin: HfPin
+
+    @property
+    def repo(self) -> str:
+        return self.pin.repo
+
+    @property
+    def revision(self) -> str:
+        return self.pin.revision
+
+    @property
+    def commit(self) -> str:
+        return self.pin.commit
+
+    @property
+    def files(self) -> tuple[FileEntry, ...]:
+        return self.pin.files
 
     def to_dict(self) -> dict:
-        return {
-            "repo": self.repo,
-            "revision": self.revision,
-            "commit": self.commit,
-            "files": [f.to_dict() for f in self.files],
-        }
+        return {k: v for k, v in self.pin.to_dict().items() if k != "kind"}
 
     @property
     def cache_dir(self) -> str:
         """Its folder in the Hugging Face cache layout, relative to the workspace."""
         return f".hf_cache/hub/models--{self.repo.replace('/', '--')}"
 
-    def placed_files(self) -> list[tuple[FileEntry, bytes | None]]:
+    def placed(self) -> list[Placed]:
         """Every file it puts in the workspace: the snapshot's files (real files, no
         symlinks into blobs/), and refs/<revision> holding the commit (bytes given inline)."""
         snap = f"{self.cache_dir}/snapshots/{self.commit}"
-        out: list[tuple[FileEntry, bytes | None]] = [
-            (FileEntry(f"{snap}/{f.path}", f.size, f.hash, f.hub_hash), None) for f in self.files
+        out = [
+            Placed(FileEntry(f"{snap}/{f.path}", f.size, f.hash, f.hub_hash), self.pin, f)
+            for f in self.files
         ]
         if self.revision != self.commit:
             data = self.commit.encode()
             digest = "sha256:" + hashlib.sha256(data).hexdigest()
-            out.append(
-                (FileEntry(f"{self.cache_dir}/refs/{self.revision}", len(data), digest), data)
-            )
+            ref = FileEntry(f"{self.cache_dir}/refs/{self.revision}", len(data), digest)
+            out.append(Placed(ref, data=data))
         return out
 
 
@@ -134,7 +118,7 @@ class LockedRuntime:
 class LockedWorkspace:
     name: str
     spec_digest: str
-    source: LockedSource
+    source: Pin
     content_hash: str
     steps: tuple[LockedStep, ...] = ()
     runtime: tuple[LockedRuntime, ...] = ()
@@ -144,15 +128,21 @@ class LockedWorkspace:
         """The final file set: the last step's outputs, else the source files."""
         return self.steps[-1].files if self.steps else self.source.files
 
+    def placements(self) -> list[Placed]:
+        """Everything sync puts on disk, each with where its bytes come from: the content
+        files (from the source, or built by the steps), then runtime captures (which the
+        content hash leaves out)."""
+        content = [Placed(f, None if self.steps else self.source, f) for f in self.files]
+        return content + [p for r in self.runtime for p in r.placed()]
+
     @property
     def placed_files(self) -> tuple[FileEntry, ...]:
-        """Everything sync puts on disk: the content files, then runtime captures (which the
-        content hash leaves out)."""
-        return self.files + tuple(f for r in self.runtime for f, _ in r.placed_files())
+        """Everything sync puts on disk, as locked entries (paths in the workspace)."""
+        return tuple(p.file for p in self.placements())
 
     def inline_bytes(self) -> dict[str, bytes]:
         """Placed files whose bytes the lock itself holds (refs files)."""
-        return {f.path: data for r in self.runtime for f, data in r.placed_files() if data}
+        return {p.file.path: p.data for p in self.placements() if p.data is not None}
 
     @property
     def operation(self) -> str:
@@ -183,10 +173,6 @@ class Lock:
             "manifest_digest": self.manifest_digest,
             "workspaces": {n: w.to_dict() for n, w in sorted(self.workspaces.items())},
         }
-
-
-def workspace_content_hash(files) -> str:
-    return content_hash((f.path, f.hash) for f in files)
 
 
 def dumps(lock: Lock) -> str:
@@ -245,40 +231,22 @@ class _Reader:
             self.fail(where, "duplicate paths")
         return out
 
-    def source(self, raw, where: str) -> LockedSource:
-        kind = self.get(raw, "kind", str, where)
+    def source(self, raw, where: str) -> Pin:
+        name = self.get(raw, "kind", str, where)
         files = self.files(self.get(raw, "files", list, where), f"{where}.files")
-        if kind == "hf":
-            commit = self.get(raw, "commit", str, where)
-            if not _COMMIT.match(commit):
-                self.fail(f"{where}.commit", "not a 40-hex commit sha")
-            return LockedSource(
-                kind="hf",
-                files=files,
-                repo=self.get(raw, "repo", str, where),
-                revision=self.get(raw, "revision", str, where),
-                commit=commit,
-            )
-        if kind == "path":
-            return LockedSource(kind="path", files=files, path=self.get(raw, "path", str, where))
-        self.fail(f"{where}.kind", f"unknown source kind {kind!r}")
+        kind = sources.kind(name)
+        if kind is None:
+            self.fail(f"{where}.kind", f"unknown source kind {name!r}")
+        return kind.from_lock(self, raw, where, files)
 
     def runtime(self, raw, where: str) -> LockedRuntime:
-        commit = self.get(raw, "commit", str, where)
-        if not _COMMIT.match(commit):
-            self.fail(f"{where}.commit", "not a 40-hex commit sha")
-        repo = self.get(raw, "repo", str, where)
-        revision = self.get(raw, "revision", str, where)
-        for value, key in ((repo, "repo"), (revision, "revision")):
+        files = self.files(self.get(raw, "files", list, where), f"{where}.files")
+        pin = sources.kind("hf").from_lock(self, raw, where, files)
+        for value, key in ((pin.repo, "repo"), (pin.revision, "revision")):
             pp = PurePosixPath(value)
             if pp.is_absolute() or ".." in pp.parts or "\\" in value or not value:
                 self.fail(f"{where}.{key}", f"unsafe value {value!r}")
-        return LockedRuntime(
-            repo,
-            revision,
-            commit,
-            self.files(self.get(raw, "files", list, where), f"{where}.files"),
-        )
+        return LockedRuntime(pin)
 
     def step(self, raw, where: str) -> LockedStep:
         files = self.files(self.get(raw, "files", list, where), f"{where}.files")

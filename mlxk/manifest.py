@@ -18,6 +18,11 @@ import yaml
 
 from .errors import ManifestError
 from .hashing import canonical_json, sha256_text
+from .sources import Spec, parse_source, source_schema
+from .sources.hf import HfSource
+from .sources.path import PathSource
+
+__all__ = ["HfSource", "PathSource", "Manifest", "WorkspaceSpec", "load_manifest"]
 
 MANIFEST_NAME = "models.yaml"
 LOCK_NAME = "mlxk.lock"
@@ -27,32 +32,11 @@ MAX_NODES = 100_000  # refuses YAML alias bombs (billion laughs) before they exp
 
 @cache
 def manifest_schema() -> dict:
-    return json.loads(resources.files("mlxk").joinpath("schemas/manifest.schema.json").read_text())
-
-
-@dataclass(frozen=True)
-class HfSource:
-    repo: str
-    revision: str = "main"
-    kind: str = "hf"
-
-    def to_dict(self) -> dict:
-        return {"kind": "hf", "repo": self.repo, "revision": self.revision}
-
-    def __str__(self) -> str:
-        return f"hf://{self.repo}@{self.revision}"
-
-
-@dataclass(frozen=True)
-class PathSource:
-    path: str  # as written in the manifest, relative to the manifest's directory
-    kind: str = "path"
-
-    def to_dict(self) -> dict:
-        return {"kind": "path", "path": self.path}
-
-    def __str__(self) -> str:
-        return f"path:{self.path}"
+    """The shipped schema, its `source` composed from every registered source kind."""
+    text = resources.files("mlxk").joinpath("schemas/manifest.schema.json").read_text()
+    schema = json.loads(text)
+    schema["$defs"]["source"] = source_schema(schema["$defs"]["source"])
+    return schema
 
 
 @dataclass(frozen=True)
@@ -81,7 +65,7 @@ class RuntimeDep:
 @dataclass(frozen=True)
 class WorkspaceSpec:
     name: str
-    source: HfSource | PathSource
+    source: Spec
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     steps: tuple[Step, ...] = ()
@@ -284,25 +268,13 @@ def _validate(data, label: str, values: dict, keys: dict) -> None:
 
 
 def _parse_hf(text: str) -> HfSource:
-    body = text.removeprefix("hf://")
-    repo, _, rev = body.partition("@")
-    return HfSource(repo=repo, revision=rev or "main")
-
-
-def _source(raw) -> HfSource | PathSource:
-    if isinstance(raw, str):
-        if raw.startswith("hf://"):
-            return _parse_hf(raw)
-        return PathSource(path=raw.removeprefix("path:"))
-    if "hf" in raw:
-        return HfSource(repo=raw["hf"], revision=raw.get("revision", "main"))
-    return PathSource(path=raw["path"])
+    return parse_source(text, "runtime")
 
 
 def _runtime(raw) -> RuntimeDep:
     if isinstance(raw, str):
         return RuntimeDep(source=_parse_hf(raw))
-    src = _parse_hf(raw["source"]) if "source" in raw else _source(raw)
+    src = _parse_hf(raw["source"]) if "source" in raw else parse_source(raw, "runtime")
     return RuntimeDep(
         source=src, include=tuple(raw.get("include", ())), exclude=tuple(raw.get("exclude", ()))
     )
@@ -318,12 +290,6 @@ def _inside(base: Path, rel: str, label: str, pos, field_name: str) -> Path:
             hint="use $MLXK_WORKSPACE_HOME for a home outside the project",
         )
     return (base / rel).resolve()
-
-
-def env_path(name: str) -> Path | None:
-    """An environment variable holding a path; empty counts as unset (ADR-022 bug 3)."""
-    value = os.environ.get(name, "").strip()
-    return Path(value).expanduser().resolve() if value else None
 
 
 # Quantization modes with a fixed (group_size, bits), as mlx defines them.
@@ -352,7 +318,8 @@ def _check_steps(data: dict, label: str, values: dict) -> None:
                 raise ManifestError(f"{where}: group_size 16 is for mode nvfp4 only")
 
 
-def parse_manifest(text: str, path: Path) -> Manifest:
+def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
+    """models.yaml's text → Manifest; `settings` gives the default home ($MLXK_WORKSPACE_HOME)."""
     label = path.name
     if len(text.encode("utf-8", "replace")) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"{label}: file is larger than {MAX_MANIFEST_BYTES} bytes")
@@ -388,21 +355,12 @@ def parse_manifest(text: str, path: Path) -> Manifest:
     if "home" in data:
         home = _inside(root, data["home"], label, _pos(values, ("home",)), "home")
     else:
-        home = env_path("MLXK_WORKSPACE_HOME") or (root / "models")
+        home = (settings.workspace_home if settings else None) or (root / "models")
+    sources = {}
     for name, raw in data["workspaces"].items():
-        src = raw["source"]
-        rel = (
-            src.removeprefix("path:")
-            if isinstance(src, str) and src.startswith("path:")
-            else (src.get("path") if isinstance(src, dict) else None)
-        )
-        if rel is not None and PurePosixPath(rel).is_absolute():
-            line, col = _pos(values, ("workspaces", name, "source"))
-            raise ManifestError(
-                f"{label}:{line}:{col}: workspaces.{name}.source: path:{rel} is absolute; the "
-                "lock records no absolute paths",
-                hint="write it relative to the manifest's directory, e.g. path:../train/out",
-            )
+        line, col = _pos(values, ("workspaces", name, "source"))
+        where = f"{label}:{line}:{col}: workspaces.{name}.source"
+        sources[name] = parse_source(raw["source"], where)
     store = None
     if "store" in data:
         store = _inside(root, data["store"], label, _pos(values, ("store",)), "store")
@@ -411,15 +369,9 @@ def parse_manifest(text: str, path: Path) -> Manifest:
     workspaces = {}
     for name, raw in data["workspaces"].items():
         line, col = _pos(keys, ("workspaces", name))
-        source = _source(raw["source"])
-        if isinstance(source, PathSource) and "\0" in source.path:
-            line, col = _pos(values, ("workspaces", name, "source"))
-            raise ManifestError(
-                f"{label}:{line}:{col}: workspaces.{name}.source: a path cannot hold a NUL byte"
-            )
         workspaces[name] = WorkspaceSpec(
             name=name,
-            source=source,
+            source=sources[name],
             include=tuple(raw.get("include", ())),
             exclude=tuple(raw.get("exclude", ())),
             steps=tuple(
@@ -444,7 +396,11 @@ def find_manifest(file: str | os.PathLike | None = None) -> Path:
     return path.resolve()
 
 
-def load_manifest(file: str | os.PathLike | None = None) -> Manifest:
+def load_manifest(file: str | os.PathLike | None = None, settings=None) -> Manifest:
+    """The manifest at -f/--file (or ./models.yaml), with the environment's settings."""
+    from .settings import Settings
+
+    settings = settings or Settings.from_env()
     path = find_manifest(file)
     if path.stat().st_size > MAX_MANIFEST_BYTES:  # before reading it all
         raise ManifestError(f"{path.name}: file is larger than {MAX_MANIFEST_BYTES} bytes")
@@ -452,4 +408,4 @@ def load_manifest(file: str | os.PathLike | None = None) -> Manifest:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ManifestError(f"{path.name}: not UTF-8 text ({e.reason})") from None
-    return parse_manifest(text, path)
+    return parse_manifest(text, path, settings)

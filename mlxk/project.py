@@ -15,10 +15,11 @@ from .build import Builder
 from .errors import IntegrityError, LockError, SourceError, UserError
 from .fetch import Fetcher
 from .hashcache import HashCache
-from .lock import Lock, LockedSource
-from .manifest import HfSource, Manifest, env_path, load_manifest
+from .lock import Lock
+from .manifest import Manifest, load_manifest
 from .plan import Plan, make_plan
 from .resolve import resolve, stale_reasons, steps_outdated
+from .settings import Settings
 from .store import Store, default_store_root
 from .sync import (
     SyncResult,
@@ -104,26 +105,31 @@ class Project:
         jobs: int = DEFAULT_JOBS,
         offline: bool = False,
         ui=None,
-        hf=None,
+        settings: Settings | None = None,
+        clients: dict | None = None,
     ):
         self.manifest = manifest
-        root = manifest.store or env_path("MLXK_STORE") or default_store_root()
+        self.settings = settings or Settings.from_env()
+        root = manifest.store or self.settings.store or default_store_root()
         self.store = store or Store(root)
         self.jobs = jobs
         self.ui = ui or NullUI()
-        self.fetcher = Fetcher(self.store, manifest.root, offline=offline, hf=hf)
+        self.fetcher = Fetcher(
+            self.store, manifest.root, offline=offline, settings=self.settings, clients=clients
+        )
         self.builder = Builder(self.store, self.fetcher, ui=self.ui)
         self._build_lock = threading.Lock()
         self._hash_cache = None
         self.fetched = {"files": 0, "bytes": 0}  # fetched from sources by this process
 
     @staticmethod
-    def default_store() -> Store:
-        return Store(env_path("MLXK_STORE") or default_store_root())
+    def default_store(settings: Settings | None = None) -> Store:
+        return Store((settings or Settings.from_env()).store or default_store_root())
 
     @classmethod
-    def load(cls, file=None, **kwargs) -> Project:
-        return cls(load_manifest(file), **kwargs)
+    def load(cls, file=None, settings: Settings | None = None, **kwargs) -> Project:
+        settings = settings or Settings.from_env()
+        return cls(load_manifest(file, settings), settings=settings, **kwargs)
 
     # ------------------------------------------------------------ basics
     @property
@@ -221,7 +227,7 @@ class Project:
             needs = [
                 n
                 for n, ws in sorted(self.manifest.workspaces.items())
-                if isinstance(ws.source, HfSource) or ws.runtime
+                if ws.source.network or ws.runtime
             ]
             raise SourceError(
                 f"offline: {name} is out of date ({'; '.join(reasons)}) and locking "
@@ -241,20 +247,10 @@ class Project:
         reasons = stale_reasons(self.manifest, lock)
         if refresh and lock is not None:
             for name, ws in sorted(lock.workspaces.items()):
-                pins = (
-                    [(ws.source.repo, ws.source.revision, ws.source.commit)]
-                    if (ws.source.kind == "hf")
-                    else []
-                )
-                pins += [(r.repo, r.revision, r.commit) for r in ws.runtime]
-                for repo, revision, commit in pins:
-                    if revision == commit:
-                        continue
-                    now = self.fetcher.hf_resolve(repo, revision)
-                    if now != commit:
-                        reasons.append(
-                            f"{name}: hf://{repo}@{revision} moved {commit[:12]} → {now[:12]}"
-                        )
+                for pin in (ws.source, *(r.pin for r in ws.runtime)):
+                    moved = pin.moved(self.fetcher)
+                    if moved:
+                        reasons.append(f"{name}: {moved}")
         return {"fresh": not reasons, "reasons": reasons, "refreshed": refresh}
 
     # ------------------------------------------------------------ state
@@ -294,32 +290,26 @@ class Project:
     def ensurer(self, ws):
         """For one locked workspace: how to put a placed file's blob in the store (fetching
         it from its source or runtime repo, or rebuilding the steps that make it)."""
-        runtime = {
-            placed.path: (LockedSource("hf", r.files, r.repo, r.revision, r.commit), orig)
-            for r in ws.runtime
-            for (placed, _), orig in zip(r.placed_files(), r.files, strict=False)
-        }
+        placements = {p.file.path: p for p in ws.placements()}
 
-        def fetch(source, entry, on_bytes):
+        def fetch(pin, entry, on_bytes):
             present = self.store.has(entry.hex, entry.size)
-            self.fetcher.ensure(source, entry, on_bytes)
+            self.fetcher.ensure(pin, entry, on_bytes)
             if not present:
                 with self._build_lock:
                     self.fetched["files"] += 1
                     self.fetched["bytes"] += entry.size
 
         def ensure(entry, on_bytes=None):
-            if entry.path in runtime:
-                source, orig = runtime[entry.path]
-                fetch(source, orig, on_bytes)
-            elif not ws.steps:
-                fetch(ws.source, entry, on_bytes)
-            else:
-                if not self.store.check(entry.hex, entry.size):
-                    with self._build_lock:  # one rebuild serves every missing output
-                        self.builder.ensure_outputs(ws, ws.files)
-                if on_bytes:
-                    on_bytes(entry.size)
+            placed = placements[entry.path]
+            if placed.pin is not None:
+                fetch(placed.pin, placed.entry, on_bytes)
+                return
+            if not self.store.check(entry.hex, entry.size):
+                with self._build_lock:  # one rebuild serves every missing output
+                    self.builder.ensure_outputs(ws, ws.files)
+            if on_bytes:
+                on_bytes(entry.size)
 
         return ensure
 
@@ -341,7 +331,7 @@ class Project:
             ws = lock.workspaces[wplan.name]
             inline = ws.inline_bytes()
             entries = [f for f in wplan.entries_to_write(ws) if f.path not in inline]
-            local = ws.source.kind == "path" and self.fetcher.path_dir(ws.source.path).is_dir()
+            local = not ws.source.network and ws.source.reachable(self.fetcher)
             from_dir = {f.path for f in ws.source.files} if local and not ws.steps else set()
             absent = [
                 f for f in entries if not self.store.has(f.hex, f.size) and f.path not in from_dir
@@ -472,7 +462,7 @@ class Project:
                 ),
                 None,
             )
-        out = generate(path, prompt, max_tokens, temp, seed, tokenizer)
+        out = generate(path, prompt, max_tokens, temp, seed, tokenizer, self.settings)
         return {"workspace": name, "prompt": prompt, **out}
 
     # ------------------------------------------------------------ bundles

@@ -6,20 +6,11 @@ asked for; only then is a revision re-resolved against the hub.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
+from .entries import workspace_content_hash
 from .errors import UserError
-from .lock import (
-    FileEntry,
-    Lock,
-    LockedRuntime,
-    LockedSource,
-    LockedWorkspace,
-    workspace_content_hash,
-)
-from .manifest import HfSource, Manifest, WorkspaceSpec
-from .sources import select
-from .workspace import is_excluded
+from .lock import Lock, LockedRuntime, LockedWorkspace
+from .manifest import Manifest, WorkspaceSpec
+from .sources import Pin
 
 
 def stale_reasons(manifest: Manifest, lock: Lock | None) -> list[str]:
@@ -43,79 +34,22 @@ def stale_reasons(manifest: Manifest, lock: Lock | None) -> list[str]:
     return reasons or ["manifest digest differs"]
 
 
-def _pin(listing, include, exclude, label: str, hint_origin: str, fetch_sha, jobs: int):
-    """Select files from a source listing and give each its sha256 (fetching git files)."""
-    by_path = {f.path: f for f in listing}
-    chosen = [by_path[p] for p in select(sorted(by_path), include, exclude)]
-    chosen = [f for f in chosen if not is_excluded(f.path)]
-    if not chosen:
-        raise UserError(
-            f"{label}: include/exclude select no files of {hint_origin}",
-            hint=f"{hint_origin} has {len(listing)} files; check the patterns",
-        )
-
-    def entry(f) -> FileEntry:
-        if f.sha256:
-            return FileEntry(path=f.path, size=f.size, hash=f.sha256)
-        # A regular git file: the hub declares only a git blob id; learn its sha256 by
-        # fetching it (small by the hub's rules) into the store, where sync will find it.
-        return FileEntry(path=f.path, size=f.size, hash=fetch_sha(f), hub_hash=f.gitsha1)
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return tuple(pool.map(entry, chosen))
-
-
-def pin_hf(repo: str, revision: str, include, exclude, fetcher, label: str, jobs: int):
-    """(commit, files) of a hub repo at a revision, filtered."""
-    commit = fetcher.hf_resolve(repo, revision)
-    listing = fetcher.hf_files(repo, commit)
-    files = _pin(
-        listing,
-        include,
-        exclude,
-        label,
-        f"hf://{repo}@{revision}",
-        lambda f: fetcher.hf_blob(repo, commit, f),
-        jobs,
-    )
-    return commit, files
-
-
 def resolve_runtime(spec: WorkspaceSpec, fetcher, jobs: int) -> tuple[LockedRuntime, ...]:
     out = []
     for i, dep in enumerate(spec.runtime):
         label = f"{spec.where}: workspaces.{spec.name}.runtime[{i}]"
-        commit, files = pin_hf(
-            dep.source.repo, dep.source.revision, dep.include, dep.exclude, fetcher, label, jobs
-        )
-        out.append(LockedRuntime(dep.source.repo, dep.source.revision, commit, files))
+        pin = dep.source.pin(fetcher, dep.include, dep.exclude, label, jobs)
+        out.append(LockedRuntime(pin))
     return tuple(out)
 
 
 def resolve_workspace(spec: WorkspaceSpec, fetcher, builder, jobs: int = 4) -> LockedWorkspace:
-    src = spec.source
     label = f"{spec.where}: workspaces.{spec.name}"
-    if isinstance(src, HfSource):
-        commit, files = pin_hf(
-            src.repo, src.revision, spec.include, spec.exclude, fetcher, label, jobs
-        )
-        source = LockedSource(
-            kind="hf", files=files, repo=src.repo, revision=src.revision, commit=commit
-        )
-    else:
-        if not fetcher.path_dir(src.path).is_dir():
-            raise UserError(
-                f"{label}.source: path:{src.path}: no such directory "
-                f"({fetcher.path_dir(src.path)})",
-                hint="a path source is relative to the manifest's directory",
-            )
-        listing = fetcher.path_files(src.path)
-        files = _pin(listing, spec.include, spec.exclude, label, f"path:{src.path}", None, jobs)
-        source = LockedSource(kind="path", files=files, path=src.path)
+    source = spec.source.pin(fetcher, spec.include, spec.exclude, label, jobs)
     return with_steps(spec, source, builder, runtime=resolve_runtime(spec, fetcher, jobs))
 
 
-def with_steps(spec: WorkspaceSpec, source: LockedSource, builder, reuse=(), runtime=()):
+def with_steps(spec: WorkspaceSpec, source: Pin, builder, reuse=(), runtime=()):
     """The locked workspace: its source, then its steps run (or reused) on it."""
     steps = builder.build(spec.steps, source, spec.name, reuse=reuse) if spec.steps else ()
     final = steps[-1].files if steps else source.files

@@ -32,12 +32,7 @@ def is_excluded(relpath: str) -> bool:
 
 def sentinel_for(name: str, locked, operation: str | None = None) -> dict:
     """The sentinel written into a synced workspace. No timestamps: rebuilds are byte-identical."""
-    src = locked.source
-    source = {"kind": src.kind}
-    if src.kind == "hf":
-        source.update(repo=src.repo, revision=src.revision, commit=src.commit)
-    else:
-        source.update(path=src.path)
+    source = locked.source.identity()
     out = {
         "managed": True,
         "mlxk_version": __version__,

@@ -8,7 +8,8 @@ import pytest
 
 from mlxk import lock as lockfile
 from mlxk.errors import LockError
-from mlxk.lock import FileEntry, Lock, LockedSource, LockedWorkspace, workspace_content_hash
+from mlxk.lock import FileEntry, Lock, LockedWorkspace, workspace_content_hash
+from mlxk.sources.hf import HfPin
 
 H1 = "sha256:" + "1" * 64
 H2 = "sha256:" + "2" * 64
@@ -22,7 +23,7 @@ def sample() -> Lock:
     ws = LockedWorkspace(
         name="m",
         spec_digest="sha256:" + "3" * 64,
-        source=LockedSource("hf", files, repo="o/m", revision="main", commit="c" * 40),
+        source=HfPin(files, repo="o/m", revision="main", commit="c" * 40),
         content_hash=workspace_content_hash(files),
     )
     return Lock(manifest_digest="sha256:" + "4" * 64, workspaces={"m": ws})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlxk.lock import FileEntry, Lock, LockedSource, LockedWorkspace, workspace_content_hash
+from mlxk.lock import FileEntry, Lock, LockedWorkspace, workspace_content_hash
+from mlxk.sources.path import PathPin
 from mlxk.plan import make_plan
 from mlxk.verify import diff_files, verify_workspace
 from mlxk.workspace import DiskFile, WorkspaceState
@@ -17,7 +18,7 @@ def locked(*files) -> LockedWorkspace:
     return LockedWorkspace(
         "m",
         "sha256:" + "0" * 64,
-        LockedSource("path", tuple(files), path="src"),
+        PathPin(tuple(files), path="src"),
         workspace_content_hash(files),
     )
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SourceError
+from ..entries import FileEntry
+from ..errors import ManifestError, SourceError, UserError
 from ..hashing import CHUNK, hash_files
 from ..workspace import is_excluded, walk
-from . import SourceFile, check_relpath, select
+from . import Pin, SourceFile, SourceKind, Spec, check_relpath, choose, register, select
 
 
 def source_dir(manifest_root: Path, rel: str) -> Path:
@@ -66,3 +68,86 @@ def opener(root: Path, rel: str):
         return offset, chunks()
 
     return open_at
+
+
+# ---------------------------------------------------------------- the plug-in
+
+
+@dataclass(frozen=True)
+class PathSource(Spec):
+    path: str  # as written in the manifest, relative to the manifest's directory
+    kind = "path"
+    network = False
+
+    def to_dict(self) -> dict:
+        return {"kind": "path", "path": self.path}
+
+    def __str__(self) -> str:
+        return f"path:{self.path}"
+
+    def pin(self, ctx, include, exclude, label: str, jobs: int) -> PathPin:
+        root = source_dir(ctx.root, self.path)
+        if not root.is_dir():
+            raise UserError(
+                f"{label}.source: path:{self.path}: no such directory ({root})",
+                hint="a path source is relative to the manifest's directory",
+            )
+        listing = list_files(root)
+        files = choose(listing, include, exclude, label, str(self), None, jobs)
+        return PathPin(files=files, path=self.path)
+
+
+@dataclass(frozen=True)
+class PathPin(Pin):
+    files: tuple[FileEntry, ...]
+    path: str
+    kind = "path"
+    network = False
+
+    def to_dict(self) -> dict:
+        return {"kind": "path", "files": [f.to_dict() for f in self.files], "path": self.path}
+
+    def describe(self) -> str:
+        return f"path:{self.path}"
+
+    def opener(self, ctx, entry: FileEntry):
+        return opener(source_dir(ctx.root, self.path), entry.path), f"path:{self.path}/{entry.path}"
+
+    def reachable(self, ctx) -> bool:
+        return source_dir(ctx.root, self.path).is_dir()
+
+
+class PathKind(SourceKind):
+    name = "path"
+    prefix = "path:"
+    key = "path"
+    forms = ("'path:DIR'", "{path: DIR}")
+    schema = (
+        {"type": "string", "pattern": "^path:.+$"},
+        {
+            "type": "object",
+            "required": ["path"],
+            "additionalProperties": False,
+            "properties": {"path": {"type": "string", "minLength": 1}},
+        },
+    )
+
+    def parse(self, raw, where: str) -> PathSource:
+        rel = raw.removeprefix("path:") if isinstance(raw, str) else raw["path"]
+        if "\0" in rel:
+            raise ManifestError(f"{where}: a path cannot hold a NUL byte")
+        if rel.startswith("/"):
+            raise ManifestError(
+                f"{where}: path:{rel} is absolute; the lock records no absolute paths",
+                hint="write it relative to the manifest's directory, e.g. path:../train/out",
+            )
+        return PathSource(path=rel)
+
+    def from_lock(self, reader, raw: dict, where: str, files) -> PathPin:
+        return PathPin(files=files, path=reader.get(raw, "path", str, where))
+
+    def origin(self, ident: dict) -> tuple[str, str | None, str | None]:
+        return f"path:{ident.get('path')}", None, None
+
+
+register(PathKind())

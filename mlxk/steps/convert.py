@@ -9,7 +9,6 @@ own stdout. The parent process reads package versions from metadata without impo
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 from .. import faults
 from ..errors import MlxkError, NotSupportedError, SourceError
 from ..hashing import canonical_json, sha256_text
+from ..settings import Settings
 
 # converter → (distribution, module, mlxk extra that installs it)
 CONVERTERS = {
@@ -130,13 +130,10 @@ def fingerprint(params: dict, converter: str, tools: dict, input_digest: str) ->
     )
 
 
-def hermetic_env(scratch: Path) -> dict[str, str]:
+def hermetic_env(scratch: Path, settings: Settings | None = None) -> dict[str, str]:
     """The environment a converter sees: offline, a throwaway HF_HOME, no token."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))
-    }
+    settings = settings or Settings.from_env()
+    env = settings.child_env(drop_prefixes=("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))
     env.update(
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
@@ -176,14 +173,21 @@ def _worker(args: list[str], env: dict, what: str, log: Path | None = None) -> s
 
 
 def run_convert(
-    in_dir: Path, out_dir: Path, params: dict, converter: str, what: str, options=None, log=None
+    in_dir: Path,
+    out_dir: Path,
+    params: dict,
+    converter: str,
+    what: str,
+    options=None,
+    log=None,
+    settings: Settings | None = None,
 ) -> None:
     """Run one convert step: in_dir (a complete local snapshot) → out_dir (must not exist)."""
     if converter not in CONVERTERS:
         raise NotSupportedError(f"{what}: unknown converter {converter!r}")
     args = {"params": params, "options": options or {}}
     with tempfile.TemporaryDirectory(prefix="mlxk-convert-") as scratch:
-        env = hermetic_env(Path(scratch))
+        env = hermetic_env(Path(scratch), settings)
         _worker(["convert", converter, str(in_dir), str(out_dir), json.dumps(args)], env, what, log)
 
 
@@ -197,6 +201,7 @@ def generate(
     temp: float,
     seed: int | None,
     tokenizer_repo: tuple[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> dict:
     """Load a workspace and generate, offline, with HF_HOME=<workspace>/.hf_cache.
 
@@ -214,7 +219,8 @@ def generate(
             hint="load it with the package's own tools, with HF_HOME=<workspace>/.hf_cache",
         )
     tool_versions(converter)
-    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    env = (settings or Settings.from_env()).child_env()
+    env.pop("HF_TOKEN", None)
     env.update(
         HF_HOME=str(ws_dir / ".hf_cache"),
         HF_HUB_OFFLINE="1",

@@ -1,0 +1,58 @@
+"""Settings from the environment, read once into one frozen value and passed in; the only
+module that reads `os.environ` (nothing edits it in place).
+
+A variable that names a place or a credential and is set but empty counts as unset (ADR-022
+bug 3: HF_HOME="" became Path(".")). Child processes (converters, `mlxk run`) get
+`Settings.child_env()`: the same environment with those empty variables dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EMPTY_IS_UNSET = ("HF_HOME", "HF_ENDPOINT", "HF_TOKEN", "MLXK_WORKSPACE_HOME", "MLXK_STORE")
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value).expanduser().resolve() if value else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: Path | None = None  # MLXK_STORE
+    workspace_home: Path | None = None  # MLXK_WORKSPACE_HOME
+    hf_endpoint: str | None = None  # HF_ENDPOINT
+    hf_token: str | None = field(default=None, repr=False)  # HF_TOKEN (never shown)
+    debug: bool = False  # MLXK_DEBUG
+    environ: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        for var in EMPTY_IS_UNSET:
+            if var in env and not env[var].strip():
+                del env[var]
+        get = env.get
+        return cls(
+            store=_path(get("MLXK_STORE", "").strip()),
+            workspace_home=_path(get("MLXK_WORKSPACE_HOME", "").strip()),
+            hf_endpoint=get("HF_ENDPOINT", "").strip() or None,
+            hf_token=get("HF_TOKEN", "").strip() or None,
+            debug=bool(get("MLXK_DEBUG")),
+            environ=tuple(sorted(env.items())),
+        )
+
+    def child_env(self, drop_prefixes: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
+        """The environment for a child process: ours, less `drop_prefixes`, plus `extra`."""
+        env = {k: v for k, v in self.environ if not k.startswith(drop_prefixes or ("\0",))}
+        env.update(extra)
+        return env
+
+
+def fault_settings() -> tuple[str, str]:
+    """(MLXK_FAULT, MLXK_FAULT_SLEEP) for the fault points of the crash tests, read at each
+    point: a test sets them for the one process it kills."""
+    return os.environ.get("MLXK_FAULT", ""), os.environ.get("MLXK_FAULT_SLEEP", "")
