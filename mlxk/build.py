@@ -1,9 +1,10 @@
-"""Running a workspace's steps: locked source snapshot → convert → outputs into the store.
+"""Running a workspace's steps: locked source snapshot → step kind → outputs into the store.
 
 A step runs on a local snapshot of its exact input files (hardlinked from the store), into a
-fresh directory, through steps/convert.py's hermetic worker; every output is hashed into the
-store and recorded. A step whose fingerprint (params, converter, tool versions, input digest)
-is unchanged is not rerun.
+fresh directory, through its kind's hermetic runner (steps/); every output is hashed into the
+store and recorded. A step whose fingerprint (kind, params, runner, tool versions, input
+digest) is unchanged is not rerun: reused from the previous lock, or from the store's run
+cache when any project on this machine built it before.
 """
 
 from __future__ import annotations
@@ -14,18 +15,14 @@ import shutil
 import uuid
 from dataclasses import dataclass
 
+from . import steps
 from .entries import FileEntry, workspace_content_hash
 from .errors import IntegrityError
 from .lock import LockedStep, LockedWorkspace
+from .runcache import RunCache
 from .sources import Pin
+from .steps import ConvertFailed
 from .workspace import walk
-
-
-def _convert():
-    """steps.convert, imported on first use (it reads package metadata)."""
-    from .steps import convert
-
-    return convert
 
 
 def _alive(pid: int) -> bool:
@@ -40,14 +37,7 @@ def _alive(pid: int) -> bool:
 
 def is_current(step: LockedStep) -> bool:
     """Whether a locked step would get the same fingerprint with the tools installed now."""
-    convert = _convert()
-    try:
-        tools = convert.tool_versions(step.converter)
-    except convert.ConverterMissing:
-        return False
-    return convert.fingerprint(step.params, step.converter, tools, step.input_digest) == (
-        step.fingerprint
-    )
+    return steps.kind(step.kind).is_current(step)
 
 
 @dataclass(frozen=True)
@@ -68,51 +58,59 @@ class Builder:
         self.store = store
         self.fetcher = fetcher
         self.ui = ui
+        self.runs = RunCache(store.root)
 
     # ------------------------------------------------------------ pieces
     def _config(self, files: tuple[FileEntry, ...], what: str) -> dict:
         entry = next((f for f in files if f.path == "config.json"), None)
         if entry is None:
-            raise _convert().ConvertFailed(f"{what}: no config.json in the step's input")
+            raise ConvertFailed(f"{what}: no config.json in the step's input")
         return json.loads(self.store.blob_path(entry.hex).read_text(encoding="utf-8"))
 
-    def run_step(self, kind: str, params: dict, inputs, what: str) -> LockedStep:
-        convert = _convert()
-        converter, options = convert.detect(self._config(inputs, what))
-        tools = convert.tool_versions(converter)
-        fp = convert.fingerprint(params, converter, tools, workspace_content_hash(inputs))
-        if self.ui:
-            self.ui.note(
-                f"{what}: converting with {converter} {tools[convert.CONVERTERS[converter][0]]}"
-            )
+    def run_step(self, kind: str, params: dict, inputs, what: str, reuse: bool = True):
+        """One step on `inputs`: reused from the run cache when this machine built the same
+        fingerprint before (and its outputs are all in the store), else run."""
+        step_kind = steps.kind(kind)
+        recipe = step_kind.prepare(params, self._config(inputs, what), what)
+        digest = workspace_content_hash(inputs)
+        fp = step_kind.fingerprint(params, recipe.runner, recipe.tools, digest)
+        files = self.runs.get(fp) if reuse else None
+        if files is None or not all(self.store.check(f.hex, f.size) for f in files):
+            if self.ui:
+                self.ui.note(f"{what}: {step_kind.describe(recipe)}")
+            files = self._run(step_kind, params, recipe, inputs, what, fp)
+            self.runs.put(fp, files)
+        elif self.ui:
+            self.ui.note(f"{what}: reused from the run cache")
+        return LockedStep(
+            kind=kind,
+            params=params,
+            converter=recipe.runner,
+            tools=recipe.tools,
+            input_digest=digest,
+            fingerprint=fp,
+            files=files,
+            output_digest=workspace_content_hash(files),
+        )
+
+    def _run(self, step_kind, params, recipe, inputs, what: str, fp: str):
+        """Run the step on a snapshot of its inputs; every output is hashed into the store."""
         work = self.store.tmp / f"build-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         in_dir, out_dir = work / "in", work / "out"
         try:
             for f in inputs:
                 self.store.materialize(f.hex, in_dir / f.path, link="hardlink")
-            log = self.store.root / "logs" / f"convert-{fp.removeprefix('sha256:')[:16]}.log"
-            convert.run_convert(
-                in_dir, out_dir, params, converter, what, options, log, self.fetcher.settings
-            )
+            log = self.store.root / "logs" / f"{step_kind.name}-{fp[7:23]}.log"
+            step_kind.run(in_dir, out_dir, params, recipe, what, log, self.fetcher.settings)
             outputs = []
             for rel, (kind_, _) in sorted(walk(out_dir).items()):
                 if kind_ != "file":
-                    raise convert.ConvertFailed(f"{what}: converter wrote a {kind_} at {rel}")
+                    raise ConvertFailed(f"{what}: the step wrote a {kind_} at {rel}")
                 size, digest = self.store.adopt(out_dir / rel)
                 outputs.append(FileEntry(path=rel, size=size, hash=digest))
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        files = tuple(outputs)
-        return LockedStep(
-            kind=kind,
-            params=params,
-            converter=converter,
-            tools=tools,
-            input_digest=workspace_content_hash(inputs),
-            fingerprint=fp,
-            files=files,
-            output_digest=workspace_content_hash(files),
-        )
+        return tuple(outputs)
 
     def _ensure_inputs(self, source: Pin) -> None:
         for entry in source.files:
@@ -173,7 +171,8 @@ class Builder:
         inputs = ws.source.files
         rows = []
         for i, step in enumerate(ws.steps):
-            built = self.run_step(step.kind, step.params, inputs, f"{ws.name} step {i + 1}")
+            what = f"{ws.name} step {i + 1}"
+            built = self.run_step(step.kind, step.params, inputs, what, reuse=False)
             got = {f.path: f for f in built.files}
             for path in sorted(set(got) | {f.path for f in step.files}):
                 want = next((f for f in step.files if f.path == path), None)

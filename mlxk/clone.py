@@ -17,7 +17,7 @@ from .errors import UserError
 from .fetch import Fetcher
 from .hashing import canonical_json, sha256_text
 from .lock import LockedWorkspace
-from .plan import plan_workspace
+from .plan import Plan, Provenance, plan_workspace
 from .settings import Settings
 from .sources.hf import HfSource
 from .store import Store
@@ -85,7 +85,6 @@ def clone(
     label = f"clone hf://{repo}@{revision}"
     pin = HfSource(repo, revision).pin(fetcher, tuple(include), tuple(exclude), label, jobs)
     files, commit = pin.files, pin.commit
-    check_space(target.parent, store, files, target.name)
     name = target.name
     spec = {"clone": repo, "revision": revision, "include": list(include), "exclude": list(exclude)}
     locked = LockedWorkspace(
@@ -95,7 +94,9 @@ def clone(
         content_hash=workspace_content_hash(files),
     )
     sentinel = sentinel_text(name, locked, operation="clone")
-    wplan = plan_workspace(name, locked, WorkspaceState(target, exists=False), sentinel)
+    prov = Provenance(have=lambda f: store.has(f.hex, f.size))
+    wplan = plan_workspace(name, locked, WorkspaceState(target, exists=False), sentinel, prov)
+    check_space(target.parent, store, Plan((wplan,)), target.name)
     build_workspace(
         wplan,
         locked,

@@ -137,7 +137,7 @@ def render_plan(plan) -> str:
         lines.append(f"{_WS_SIGN[w.op]} {w.name}: {w.op} ({w.reason})")
         for f in w.files:
             if f.op in _FILE_SIGN:
-                size = f" [{human_size(f.size)}]" if f.op != "delete" else ""
+                size = f" [{human_size(f.size)}, {f.origin}]" if f.op != "delete" else ""
                 lines.append(f"    {_FILE_SIGN[f.op]} {f.path}{size}  # {f.reason}")
     s = plan.summary()
     ws, files = s["workspaces"], s["files"]
@@ -149,7 +149,22 @@ def render_plan(plan) -> str:
             f"{ws['unchanged']} unchanged; files: {files['add']} to add, {files['replace']} to "
             f"replace, {files['delete']} to delete ({human_size(s['bytes_to_write'])} to write)."
         )
+        lines.append(_bytes_line(s["bytes"]))
     return "\n".join(lines)
+
+
+def _bytes_line(b: dict) -> str:
+    """Where the bytes to write come from, as `mlxk plan` shows it."""
+    parts = [
+        f"{human_size(b['download'])} to download",
+        f"{human_size(b['build'])} to build",
+        f"{human_size(b['stored'])} already stored",
+    ]
+    if b["copy_in"]:
+        parts.insert(1, f"{human_size(b['copy_in'])} to copy in from local sources")
+    if b["missing"]:
+        parts.append(f"{human_size(b['missing'])} not to be had now")
+    return "Bytes: " + ", ".join(parts) + "."
 
 
 def render_verify(verification) -> str:

@@ -17,7 +17,7 @@ from .fetch import Fetcher
 from .hashcache import HashCache
 from .lock import Lock
 from .manifest import Manifest, load_manifest
-from .plan import Plan, make_plan
+from .plan import Plan, Provenance, make_plan
 from .resolve import resolve, stale_reasons, steps_outdated
 from .settings import Settings
 from .store import Store, default_store_root
@@ -282,7 +282,11 @@ class Project:
         lock = lock or self.current_lock(frozen=True, purpose="plan")[0]
         states = {n: self.scan_workspace(n) for n in lock.workspaces}
         sentinels = {n: sentinel_text(n, ws) for n, ws in lock.workspaces.items()}
-        plan = make_plan(lock, states, sentinels, self.orphans(lock), prune=prune)
+        prov = Provenance(
+            have=lambda f: self.store.has(f.hex, f.size),
+            reachable=lambda pin: pin.reachable(self.fetcher),
+        )
+        plan = make_plan(lock, states, sentinels, self.orphans(lock), prune=prune, prov=prov)
         self.hash_cache.flush()
         return plan
 
@@ -313,34 +317,9 @@ class Project:
 
         return ensure
 
-    @staticmethod
-    def _to_write(lock: Lock, plan: Plan) -> list:
-        """The locked files sync will place (add or replace), over every workspace."""
-        out = []
-        for w in plan.workspaces:
-            if w.op in ("create", "update"):
-                out += w.entries_to_write(lock.workspaces[w.name])
-        return out
-
-    def _check_offline(self, lock: Lock, plan: Plan) -> None:
-        """Offline, name every file sync would need that the store cannot give, up front."""
-        missing = []
-        for wplan in plan.workspaces:
-            if wplan.op not in ("create", "update"):
-                continue
-            ws = lock.workspaces[wplan.name]
-            inline = ws.inline_bytes()
-            entries = [f for f in wplan.entries_to_write(ws) if f.path not in inline]
-            local = not ws.source.network and ws.source.reachable(self.fetcher)
-            from_dir = {f.path for f in ws.source.files} if local and not ws.steps else set()
-            absent = [
-                f for f in entries if not self.store.has(f.hex, f.size) and f.path not in from_dir
-            ]
-            inputs_here = all(local or self.store.has(f.hex, f.size) for f in ws.source.files)
-            if absent and ws.steps and inputs_here:
-                outputs = {f.path for f in ws.files}
-                absent = [f for f in absent if f.path not in outputs]  # rebuilt locally
-            missing += [f"{wplan.name}/{f.path}" for f in absent]
+    def _check_offline(self, plan: Plan) -> None:
+        """Offline, name every file sync would need that nothing here can give, up front."""
+        missing = plan.missing()
         if missing:
             shown = ", ".join(missing[:6]) + (
                 f" and {len(missing) - 6} more" if len(missing) > 6 else ""
@@ -395,10 +374,9 @@ class Project:
             if plan.blocked:
                 raise UserError("; ".join(f"{w.name}: {w.reason}" for w in plan.blocked))
             if self.fetcher.offline:
-                self._check_offline(lock, plan)
+                self._check_offline(plan)
             notes += self.builder.clean_stale()
-            to_write = self._to_write(lock, plan)
-            check_space(self.home, self.store, to_write, self.shown(self.home))
+            check_space(self.home, self.store, plan, self.shown(self.home))
             result = SyncResult()
             for wplan in plan.workspaces:
                 target = self.workspace_path(wplan.name)

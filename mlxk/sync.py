@@ -73,10 +73,11 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def check_space(where: Path, store, files, what: str) -> None:
-    """Refuse early when the volume of `where` (and the store's) cannot hold `files`."""
-    need_ws = sum(f.size for f in files)
-    need_store = sum(f.size for f in files if not store.has(f.hex, f.size))
+def check_space(where: Path, store, plan, what: str) -> None:
+    """Refuse early when the volume of `where` (and the store's) cannot hold what `plan`
+    writes: every file placed, and every blob fetched or built into the store."""
+    need_ws = sum(w.download_bytes for w in plan.changed())
+    need_store = plan.bytes_to_store()
     if not need_ws:
         return
     where.mkdir(parents=True, exist_ok=True)
@@ -162,7 +163,7 @@ def build_workspace(
     inline = locked.inline_bytes()
     ops = {a.path: a.op for a in wplan.files}
     try:
-        todo = wplan.entries_to_write(locked)
+        todo = wplan.entries_to_write()
         task = progress.task(f"{wplan.name}", sum(f.size for f in todo)) if progress else None
 
         def on_bytes(n: int) -> None:

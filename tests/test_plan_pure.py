@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlxk.lock import FileEntry, Lock, LockedWorkspace, workspace_content_hash
-from mlxk.sources.path import PathPin
 from mlxk.plan import make_plan
+from mlxk.sources.path import PathPin
 from mlxk.verify import diff_files, verify_workspace
 from mlxk.workspace import DiskFile, WorkspaceState
 

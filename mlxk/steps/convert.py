@@ -16,9 +16,9 @@ from importlib import metadata
 from pathlib import Path
 
 from .. import faults
-from ..errors import MlxkError, NotSupportedError, SourceError
-from ..hashing import canonical_json, sha256_text
+from ..errors import NotSupportedError, SourceError
 from ..settings import Settings
+from . import ConverterMissing, ConvertFailed, Recipe, StepKind, register
 
 # converter → (distribution, module, mlxk extra that installs it)
 CONVERTERS = {
@@ -49,14 +49,6 @@ AUDIO_TYPES = {
 }
 VISION_KEYS = ("image_token_index", "image_token_id", "vision_tower")
 AUDIO_DOMAINS = ("stt", "tts", "sts", "lid", "music")
-
-
-class ConverterMissing(MlxkError):
-    kind = "converter_missing"
-
-
-class ConvertFailed(MlxkError):
-    kind = "convert_failed"
 
 
 def _package_dir(module: str) -> Path | None:
@@ -117,17 +109,7 @@ def tool_versions(converter: str) -> dict[str, str]:
 
 
 def fingerprint(params: dict, converter: str, tools: dict, input_digest: str) -> str:
-    return sha256_text(
-        canonical_json(
-            {
-                "kind": "convert",
-                "params": params,
-                "converter": converter,
-                "tools": tools,
-                "input": input_digest,
-            }
-        )
-    )
+    return STEP.fingerprint(params, converter, tools, input_digest)
 
 
 def hermetic_env(scratch: Path, settings: Settings | None = None) -> dict[str, str]:
@@ -238,6 +220,32 @@ def generate(
     }
     out = _worker(["generate", converter, json.dumps(args)], env, f"run {ws_dir.name}")
     return json.loads(out.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- the plug-in
+
+
+class ConvertStep(StepKind):
+    """`convert: {quantize | dtype | dequantize}` through mlx-lm, mlx-vlm or mlx-audio."""
+
+    name = "convert"
+
+    def prepare(self, params: dict, config: dict, what: str) -> Recipe:
+        converter, options = detect(config)
+        return Recipe(converter, options, self.tools(converter))
+
+    def tools(self, runner: str) -> dict:
+        return tool_versions(runner)
+
+    def run(self, in_dir, out_dir, params, recipe: Recipe, what: str, log, settings) -> None:
+        run_convert(in_dir, out_dir, params, recipe.runner, what, recipe.options, log, settings)
+
+    def describe(self, recipe: Recipe) -> str:
+        dist = CONVERTERS[recipe.runner][0]
+        return f"converting with {recipe.runner} {recipe.tools[dist]}"
+
+
+STEP = register(ConvertStep())
 
 
 # ---------------------------------------------------------------- worker (subprocess side)
