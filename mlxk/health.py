@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .steps.convert import AUDIO_TYPES as AUDIO_TYPES_BY_DOMAIN
+from .models import has_tokenizer, model_kind
 from .workspace import walk
 
 CONFIG = "config.json"
@@ -40,28 +40,6 @@ DTYPE_SIZES = {
     "F8_E5M2": 1,
     "F8_E8M0": 1,
 }
-AUDIO_TYPES = frozenset().union(*AUDIO_TYPES_BY_DOMAIN.values())
-EMBEDDING_TYPES = frozenset(
-    {
-        "bert",
-        "roberta",
-        "xlm-roberta",
-        "xlm_roberta",
-        "distilbert",
-        "mpnet",
-        "nomic_bert",
-        "modernbert",
-    }
-)
-# Any one of these is a tokenizer (vocab.json counts only with merges.txt).
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer.model",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "tekken.json",
-    "vocab.txt",
-)
 
 
 @dataclass(frozen=True)
@@ -95,27 +73,6 @@ class HealthReport:
             "checks": list(self.checks),
             "problems": [p.to_dict() for p in self.problems],
         }
-
-
-def model_kind(config: dict | None) -> str | None:
-    """What a model is, from its config.json: "vision", "audio", "embedding", "chat" or None."""
-    if not isinstance(config, dict):
-        return None
-    model_type = config.get("model_type")
-    mtype = str(model_type).lower() if model_type else ""
-    if config.get("vision_config") or any(
-        config.get(k) is not None for k in ("image_token_index", "image_token_id")
-    ):
-        return "vision"
-    if config.get("audio_config") or mtype in AUDIO_TYPES:
-        return "audio"
-    archs = config.get("architectures")
-    archs = [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
-    if not any(a.endswith("ForCausalLM") for a in archs) and (
-        mtype in EMBEDDING_TYPES or any(a.endswith(("Model", "ForMaskedLM")) for a in archs)
-    ):
-        return "embedding"
-    return "chat" if mtype else None
 
 
 def check_workspace(path: Path, allow_pickle: bool = False) -> HealthReport:
@@ -328,8 +285,6 @@ def _tensor_problem(entry, data_size: int) -> str | None:
 
 
 def _has_tokenizer(files: dict) -> bool:
-    if any(name in files for name in TOKENIZER_FILES):
-        return True
-    if "vocab.json" in files and "merges.txt" in files:
+    if has_tokenizer(files):
         return True
     return any(rel.endswith(".tiktoken") and "/" not in rel for rel in files)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .hashing import content_hash
-from .health import model_kind
+from .models import model_kind
 from .sources import origin_of
 from .workspace import HF_CACHE, SENTINEL, STAGING, scan
 

@@ -18,7 +18,8 @@ import yaml
 
 from .errors import ManifestError
 from .hashing import canonical_json, sha256_text
-from .sources import Spec, parse_source, source_schema
+from .models import FIXED_MODES
+from .sources import Spec, kinds, parse_source, source_schema
 from .sources.hf import HfSource
 from .sources.path import PathSource
 
@@ -30,9 +31,13 @@ MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few KB; refuse huge files early
 MAX_NODES = 100_000  # refuses YAML alias bombs (billion laughs) before they expand
 
 
-@cache
 def manifest_schema() -> dict:
     """The shipped schema, its `source` composed from every registered source kind."""
+    return _schema(tuple(kinds()))
+
+
+@cache
+def _schema(kind_names: tuple[str, ...]) -> dict:
     text = resources.files("mlxk").joinpath("schemas/manifest.schema.json").read_text()
     schema = json.loads(text)
     schema["$defs"]["source"] = source_schema(schema["$defs"]["source"])
@@ -290,10 +295,6 @@ def _inside(base: Path, rel: str, label: str, pos, field_name: str) -> Path:
             hint="use $MLXK_WORKSPACE_HOME for a home outside the project",
         )
     return (base / rel).resolve()
-
-
-# Quantization modes with a fixed (group_size, bits), as mlx defines them.
-FIXED_MODES = {"mxfp4": (32, 4), "nvfp4": (16, 4), "mxfp8": (32, 8)}
 
 
 def _check_steps(data: dict, label: str, values: dict) -> None:

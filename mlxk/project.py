@@ -414,7 +414,8 @@ class Project:
         seed: int | None = None,
     ) -> dict:
         """Generate from a synced workspace, offline (HF_HOME=<workspace>/.hf_cache)."""
-        from .steps.convert import TOKENIZER_FILES, generate
+        from .models import TOKENIZER_FILES, has_tokenizer
+        from .steps.convert import generate
 
         lock = self.current_lock(frozen=True, purpose="run")[0]
         if name not in lock.workspaces:
@@ -429,7 +430,7 @@ class Project:
                 f"run: {name} is not synced at {self.shown(path)}", hint="run `mlxk sync` first"
             )
         tokenizer = None
-        if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        if not has_tokenizer(p.name for p in path.iterdir() if p.is_file()):
             # A model that ships without a tokenizer loads one by repo id at run time: take
             # it from the runtime captures, offline, as the upstream library would.
             tokenizer = next(

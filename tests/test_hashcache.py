@@ -11,6 +11,8 @@ import pytest
 from mlxk import workspace
 from tests.support import DEMO_MODEL, write_manifest
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def hashed(monkeypatch):

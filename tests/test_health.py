@@ -14,6 +14,8 @@ import pytest
 from mlxk.health import HealthReport, Problem, check_workspace, model_kind
 from tests.support import DEMO_MODEL
 
+pytestmark = pytest.mark.unit
+
 ST = "model.safetensors"
 
 

@@ -11,6 +11,8 @@ from mlxk.errors import LockError
 from mlxk.lock import FileEntry, Lock, LockedWorkspace, workspace_content_hash
 from mlxk.sources.hf import HfPin
 
+pytestmark = pytest.mark.unit
+
 H1 = "sha256:" + "1" * 64
 H2 = "sha256:" + "2" * 64
 

@@ -9,6 +9,8 @@ import pytest
 from mlxk.errors import ManifestError
 from mlxk.manifest import HfSource, PathSource, load_manifest, parse_manifest
 
+pytestmark = pytest.mark.unit
+
 P = Path("/proj/models.yaml")
 
 

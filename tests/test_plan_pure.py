@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mlxk.lock import FileEntry, Lock, LockedWorkspace, workspace_content_hash
 from mlxk.plan import make_plan
 from mlxk.sources.path import PathPin
 from mlxk.verify import diff_files, verify_workspace
 from mlxk.workspace import DiskFile, WorkspaceState
+
+pytestmark = pytest.mark.unit
 
 A = FileEntry("a.json", 3, "sha256:" + "a" * 64)
 B = FileEntry("w/b.safetensors", 5, "sha256:" + "b" * 64)

@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.support import write_manifest
+
+pytestmark = pytest.mark.unit
 
 
 def project(root: Path, files: dict[str, bytes], extra: str = "") -> str:

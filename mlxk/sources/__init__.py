@@ -103,6 +103,10 @@ def register(kind: SourceKind) -> SourceKind:
     return kind
 
 
+def unregister(name: str) -> None:
+    _KINDS.pop(name, None)
+
+
 def kinds() -> dict[str, SourceKind]:
     _load_builtin()
     return dict(_KINDS)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import faults
 from ..errors import NotSupportedError, SourceError
+from ..models import audio_domain, group_size, has_model, is_vision, model_type
 from ..settings import Settings
 from . import ConverterMissing, ConvertFailed, Recipe, StepKind, register
 
@@ -28,52 +29,6 @@ CONVERTERS = {
 }
 # Packages whose versions decide a step's output bytes, besides the converter itself.
 COMMON_TOOLS = ("mlx", "transformers")
-# Audio model types by mlx-audio domain, used when mlx-audio is not installed to tell the user
-# which extra to add (when it is installed, its own models/ folders are the source of truth).
-AUDIO_TYPES = {
-    "stt": {"whisper", "parakeet", "voxtral", "wav2vec2", "canary", "granite_speech"},
-    "tts": {
-        "kokoro",
-        "sesame",
-        "csm",
-        "bark",
-        "spark",
-        "outetts",
-        "dia",
-        "orpheus",
-        "vibevoice",
-        "llama_tts",
-    },
-    "sts": {"mimi"},
-    "codec": {"encodec", "snac", "dac"},
-}
-VISION_KEYS = ("image_token_index", "image_token_id", "vision_tower")
-AUDIO_DOMAINS = ("stt", "tts", "sts", "lid", "music")
-
-
-def _package_dir(module: str) -> Path | None:
-    """Where a package is installed, found without importing it."""
-    from importlib.util import find_spec
-
-    try:
-        spec = find_spec(module)
-    except (ImportError, ValueError):
-        return None
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    return Path(locations[0]) if locations else None
-
-
-def _has_model(package: str, subdir: str, model_type: str) -> bool:
-    root = _package_dir(package)
-    return bool(root and model_type and (root / subdir / model_type).exists())
-
-
-def audio_domain(model_type: str) -> str | None:
-    """The mlx-audio domain (stt, tts, …) that implements a model type, if any."""
-    for domain in AUDIO_DOMAINS:
-        if _has_model("mlx_audio", f"{domain}/models", model_type):
-            return domain
-    return next((d for d, types in AUDIO_TYPES.items() if model_type in types), None)
 
 
 def detect(config: dict) -> tuple[str, dict]:
@@ -83,11 +38,11 @@ def detect(config: dict) -> tuple[str, dict]:
     that mlx-audio implements and mlx-lm does not → mlx-audio (with its domain, which keeps
     its loader offline and off path-substring guessing); otherwise mlx-lm.
     """
-    model_type = str(config.get("model_type", "")).lower()
-    if config.get("vision_config") or any(k in config for k in VISION_KEYS):
+    mtype = model_type(config)
+    if is_vision(config):
         return "mlx_vlm", {}
-    domain = audio_domain(model_type)
-    in_lm = _has_model("mlx_lm", "models", f"{model_type}.py")
+    domain = audio_domain(mtype)
+    in_lm = has_model("mlx_lm", "models", f"{mtype}.py")
     if (config.get("audio_config") or domain) and not in_lm:
         return "mlx_audio", {"model_domain": domain} if domain else {}
     return "mlx_lm", {}
@@ -173,9 +128,6 @@ def run_convert(
         _worker(["convert", converter, str(in_dir), str(out_dir), json.dumps(args)], env, what, log)
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
-
-
 def generate(
     ws_dir: Path,
     prompt: str,
@@ -258,11 +210,10 @@ def _convert_kwargs(converter: str, params: dict, options: dict) -> dict:
     if "quantize" in params:
         q = params["quantize"]
         mode = q.get("mode", "affine")
-        fixed = {"mxfp4": 32, "nvfp4": 16, "mxfp8": 32}
         kwargs.update(
             quantize=True,
             q_bits=q["bits"],
-            q_group_size=q.get("group_size", fixed.get(mode, 64)),
+            q_group_size=group_size(mode, q.get("group_size")),
             q_mode=mode,
         )
     if "dtype" in params:
