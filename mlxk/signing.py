@@ -36,9 +36,9 @@ TIMEOUT = 30.0  # seconds for one ssh-keygen run that cannot ask anybody anythin
 
 _BEGIN, _END = "-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----"
 _MAX_SIGNATURE = 64 * 1024
-_MEMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-_KEY_TYPE = re.compile(r"^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+$")
-_TIME = re.compile(r"^\d{8}(\d{4}(\d{2})?)?[Zz]?$")
+_MEMBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+_KEY_TYPE = re.compile(r"(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+")
+_TIME = re.compile(r"\d{8}(\d{4}(\d{2})?)?[Zz]?")
 _FINGERPRINT = re.compile(r"\bSHA256:[A-Za-z0-9+/]+")
 _PROMPTERS = ("DISPLAY", "SSH_ASKPASS", "SSH_ASKPASS_REQUIRE")  # GUI passphrase dialogs
 _SIGNERS_HINT = (
@@ -90,7 +90,7 @@ def signed_payload(members: Mapping[str, bytes]) -> bytes:
         raise ValueError("signed_payload needs at least one member")
     lines = [PAYLOAD_HEADER]
     for name in sorted(members):
-        if not _MEMBER.match(name):
+        if not _MEMBER.fullmatch(name):
             raise ValueError(f"signed_payload: bad member name {name!r}")
         lines.append(f"{hashlib.sha256(members[name]).hexdigest()}  {name}")
     return ("\n".join(lines) + "\n").encode("ascii")
@@ -261,7 +261,7 @@ def _parse_signature(data: bytes, label: str) -> _Signature:
         if end != len(blob):
             raise ValueError("trailing bytes")
         key_type = _strings(key_blob, 0, 1)[0][0].decode("ascii")
-        if not _KEY_TYPE.match(key_type):
+        if not _KEY_TYPE.fullmatch(key_type):
             raise ValueError("unknown key type")
     except (ValueError, UnicodeDecodeError) as e:
         raise IntegrityError(
@@ -330,7 +330,7 @@ def _check_options(options: str) -> None:
             raise _BadLine(f"unsupported option {_show(opt[:40])}")
         if len(value) < 3 or value[0] != '"' or value[-1] != '"':
             raise _BadLine(f'{name} needs a non-empty double-quoted value, e.g. {name}="..."')
-        if name != "namespaces" and not _TIME.match(value[1:-1]):
+        if name != "namespaces" and not _TIME.fullmatch(value[1:-1]):
             raise _BadLine(f"{name} is not a YYYYMMDD[HHMM[SS]][Z] time")
     if options.startswith(",") or options.endswith(",") or ",," in options:
         raise _BadLine("empty option")
@@ -343,12 +343,12 @@ def _check_line(line: str) -> None:
     third, pos = _field(line, pos)
     if not second:
         raise _BadLine("no key after the principals")
-    if _KEY_TYPE.match(second):
+    if _KEY_TYPE.fullmatch(second):
         if not _is_key(second, third):
             raise _BadLine(f"the base64 key is missing or is not a {second} key")
     else:
         fourth, _ = _field(line, pos)
-        if not _KEY_TYPE.match(third) or not _is_key(third, fourth):
+        if not _KEY_TYPE.fullmatch(third) or not _is_key(third, fourth):
             raise _BadLine("no valid keytype and base64 key after the options")
         _check_options(second)
     names = principals[1:-1] if principals[:1] == principals[-1:] == '"' else principals
