@@ -6,12 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-if ! command -v git-lfs >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git-lfs >/dev/null
-  else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git-lfs >/dev/null
-  fi
+# git-lfs: hub repos in tests; openssh-client: ssh-keygen -Y for signed bundles (mlxk/signing.py)
+APT=()
+command -v git-lfs >/dev/null 2>&1 || APT+=(git-lfs)
+command -v ssh-keygen >/dev/null 2>&1 || APT+=(openssh-client)
+if [ ${#APT[@]} -gt 0 ]; then
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT[@]}" >/dev/null
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
