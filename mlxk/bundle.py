@@ -341,41 +341,11 @@ def verify_bundle(path: Path):
     return check_bundle(Path(path))[0]
 
 
-def import_bundle(path: Path, file=None, force: bool = False, ui=None):
-    """Check every blob of a bundle into the store, then put its manifest and lock in place
-    (at -f/--file, else ./<the bundled manifest's name>). A bundle with any missing or corrupt
-    blob is refused (exit 3, naming them) and no manifest or lock is written."""
-    from .manifest import parse_manifest
-    from .project import Project
-    from .settings import Settings
-
+def read_bundle(path: Path) -> tuple[str, bytes, Lock]:
+    """A bundle's manifest name, manifest bytes and lock (its blobs are not read)."""
     reader = _Reader(Path(path))
     try:
         _, name, manifest_bytes, lock = _load_index(reader)
     finally:
         reader.close()
-    dest = Path(file).resolve() if file else (Path.cwd() / name)
-    settings = Settings.from_env()
-    manifest = parse_manifest(manifest_bytes.decode("utf-8"), dest, settings)
-    project = Project(manifest, ui=ui, settings=settings)
-    lock_text = lockfile.dumps(lock)
-    if not force:
-        for target, data in ((dest, manifest_bytes), (manifest.lock_path, lock_text.encode())):
-            if target.exists() and target.read_bytes() != data:
-                raise UserError(
-                    f"import: {target.name} exists and differs from the bundle's",
-                    hint="use --force to replace it, or import into another directory (-f)",
-                )
-    report, _, _, _ = check_bundle(Path(path), project.store)
-    project.store.flush()
-    if not report.ok:
-        names = ", ".join(f"{p['blob'][:12]} ({p['problem']})" for p in report.problems[:8])
-        raise IntegrityError(
-            f"import: the bundle does not match its lock: {names}",
-            hint="nothing was written but verified blobs; get a good copy of the bundle",
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    lockfile.write_atomic(dest, manifest_bytes.decode("utf-8"))
-    lockfile.write_atomic(manifest.lock_path, lock_text)
-    project.register()
-    return report, dest
+    return name, manifest_bytes, lock

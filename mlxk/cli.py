@@ -220,7 +220,7 @@ def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, from_bundle, 
     from .output import render_sync
 
     if from_bundle:
-        from .bundle import import_bundle
+        from .project import import_bundle
 
         _, dest = import_bundle(from_bundle, file, force=True, ui=ui)
         file = str(dest)
@@ -294,8 +294,8 @@ def bundle_cmd(ui, file, out):
 def import_cmd(ui, file, bundle, force):
     """Check every blob of BUNDLE into the store (refusing a bundle that does not match its
     lock), then write its manifest and lock here. Then: mlxk sync --offline --frozen."""
-    from .bundle import import_bundle
     from .output import render_bundle
+    from .project import import_bundle
 
     report, dest = import_bundle(bundle, file, force=force, ui=ui)
     data = {**report.to_dict(), "manifest": dest.name}

@@ -78,30 +78,7 @@ def inspect(path: Path, name: str, source: str, locked=None, with_files: bool = 
         commit=commit,
         revision=revision,
     )
-    if locked is not None:
-        info.steps = [
-            {
-                "kind": s.kind,
-                "params": s.params,
-                "converter": s.converter,
-                "fingerprint": s.fingerprint,
-                "tools": s.tools,
-            }
-            for s in locked.steps
-        ]
-        info.runtime = [
-            {
-                "repo": r.repo,
-                "revision": r.revision,
-                "commit": r.commit,
-                "files": len(r.files),
-                "size": sum(f.size for f in r.files),
-            }
-            for r in locked.runtime
-        ]
-    elif state.sentinel:
-        info.steps = state.sentinel.get("steps", [])
-        info.runtime = state.sentinel.get("runtime", [])
+    info.steps, info.runtime = _history(locked, state.sentinel)
     if not state.exists:
         info.state = "unlocked" if source == "manifest" and locked is None else "missing"
         return info
@@ -119,27 +96,55 @@ def inspect(path: Path, name: str, source: str, locked=None, with_files: bool = 
     else:
         info.state = "clean" if info.actual_hash == recorded else "modified"
     if with_files:
-        want = {f.path: f for f in locked.placed_files} if locked else {}
-        info.files = [
-            {
-                "path": p,
-                "size": f.size,
-                "hash": f.hash,
-                "status": (
-                    "extra"
-                    if want and p not in want
-                    else "modified"
-                    if want and want[p].hash != f.hash
-                    else "ok"
-                ),
-            }
-            for p, f in sorted(state.files.items())
-        ] + [
-            {"path": p, "size": f.size, "hash": f.hash, "status": "missing"}
-            for p, f in sorted(want.items())
-            if p not in state.files
-        ]
+        info.files = _file_rows(state.files, locked)
     return info
+
+
+def _history(locked, sentinel: dict | None) -> tuple[list, list]:
+    """Steps and runtime repos, from the lock entry (or, without one, the sentinel)."""
+    if locked is None:
+        return (sentinel or {}).get("steps", []), (sentinel or {}).get("runtime", [])
+    steps = [
+        {
+            "kind": s.kind,
+            "params": s.params,
+            "converter": s.converter,
+            "fingerprint": s.fingerprint,
+            "tools": s.tools,
+        }
+        for s in locked.steps
+    ]
+    runtime = [
+        {
+            "repo": r.repo,
+            "revision": r.revision,
+            "commit": r.commit,
+            "files": len(r.files),
+            "size": sum(f.size for f in r.files),
+        }
+        for r in locked.runtime
+    ]
+    return steps, runtime
+
+
+def _file_rows(found: dict, locked) -> list[dict]:
+    """`show --files`: every file on disk with its status against the lock, then the missing."""
+    want = {f.path: f for f in locked.placed_files} if locked else {}
+
+    def status(p, f) -> str:
+        if want and p not in want:
+            return "extra"
+        return "modified" if want and want[p].hash != f.hash else "ok"
+
+    rows = [
+        {"path": p, "size": f.size, "hash": f.hash, "status": status(p, f)}
+        for p, f in sorted(found.items())
+    ]
+    return rows + [
+        {"path": p, "size": f.size, "hash": f.hash, "status": "missing"}
+        for p, f in sorted(want.items())
+        if p not in found
+    ]
 
 
 def home_workspaces(home: Path | None) -> dict[str, Path]:

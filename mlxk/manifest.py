@@ -205,24 +205,7 @@ def _schema_message(err) -> tuple[tuple, str, bool]:
     if err.validator == "minProperties" and path and path[-1] == "convert":
         return path, "a convert step needs quantize, dtype or dequantize", False
     if err.validator == "additionalProperties":
-        allowed = sorted(schema.get("properties", {}))
-        extra = [k for k in err.instance if k not in schema.get("properties", {})]
-        key = str(extra[0]) if extra else "?"
-        if schema.get("x-unknown") == "step":
-            msg = f"unknown step '{_printable(key)}'"
-            if key in manifest_schema()["$defs"]["convert"]["properties"]:
-                msg += f" (did you mean 'convert: {{{key}: ...}}'?)"
-            else:
-                close = difflib.get_close_matches(key, allowed, n=1) or allowed[:1]
-                msg += f" (did you mean '{close[0]}'?)"
-            return path + (key,), msg, True
-        msg = f"unknown key '{_printable(key)}'"
-        close = difflib.get_close_matches(key, allowed, n=1)
-        if close:
-            msg += f" (did you mean '{close[0]}'?)"
-        elif allowed:
-            msg += f" (expected one of: {', '.join(allowed)})"
-        return path + (key,), msg, True
+        return _unknown_key(err, schema, path)
     if "propertyNames" in err.schema_path:
         name = err.instance
         hint = manifest_schema()["properties"]["workspaces"]["propertyNames"]["x-message"]
@@ -240,6 +223,28 @@ def _schema_message(err) -> tuple[tuple, str, bool]:
     if err.validator == "const":
         return path, f"must be {json.dumps(err.validator_value)}", False
     return path, err.message, False
+
+
+def _unknown_key(err, schema: dict, path: tuple) -> tuple[tuple, str, bool]:
+    """An unknown key (or step), with did-you-mean."""
+    allowed = sorted(schema.get("properties", {}))
+    extra = [k for k in err.instance if k not in schema.get("properties", {})]
+    key = str(extra[0]) if extra else "?"
+    if schema.get("x-unknown") == "step":
+        msg = f"unknown step '{_printable(key)}'"
+        if key in manifest_schema()["$defs"]["convert"]["properties"]:
+            msg += f" (did you mean 'convert: {{{key}: ...}}'?)"
+        else:
+            close = difflib.get_close_matches(key, allowed, n=1) or allowed[:1]
+            msg += f" (did you mean '{close[0]}'?)"
+        return path + (key,), msg, True
+    msg = f"unknown key '{_printable(key)}'"
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        msg += f" (did you mean '{close[0]}'?)"
+    elif allowed:
+        msg += f" (expected one of: {', '.join(allowed)})"
+    return path + (key,), msg, True
 
 
 def _validate(data, label: str, values: dict, keys: dict) -> None:
@@ -319,6 +324,19 @@ def _check_steps(data: dict, label: str, values: dict) -> None:
                 raise ManifestError(f"{where}: group_size 16 is for mode nvfp4 only")
 
 
+def _places(data: dict, root: Path, label: str, values: dict, settings):
+    """(home, store) the manifest names, resolved inside its directory; home defaults to
+    $MLXK_WORKSPACE_HOME (from settings), else ./models."""
+    if "home" in data:
+        home = _inside(root, data["home"], label, _pos(values, ("home",)), "home")
+    else:
+        home = (settings.workspace_home if settings else None) or (root / "models")
+    store = None
+    if "store" in data:
+        store = _inside(root, data["store"], label, _pos(values, ("store",)), "store")
+    return home, store
+
+
 def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
     """models.yaml's text → Manifest; `settings` gives the default home ($MLXK_WORKSPACE_HOME)."""
     label = path.name
@@ -352,19 +370,12 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
         )
     _validate(data, label, values, keys)
 
-    root = path.parent
-    if "home" in data:
-        home = _inside(root, data["home"], label, _pos(values, ("home",)), "home")
-    else:
-        home = (settings.workspace_home if settings else None) or (root / "models")
+    home, store = _places(data, path.parent, label, values, settings)
     sources = {}
     for name, raw in data["workspaces"].items():
         line, col = _pos(values, ("workspaces", name, "source"))
         where = f"{label}:{line}:{col}: workspaces.{name}.source"
         sources[name] = parse_source(raw["source"], where)
-    store = None
-    if "store" in data:
-        store = _inside(root, data["store"], label, _pos(values, ("store",)), "store")
 
     _check_steps(data, label, values)
     workspaces = {}

@@ -156,19 +156,8 @@ class Store:
                     f.flush()
                     os.fsync(f.fileno())
             except OSError as e:
-                if e.errno == errno.ENOSPC:
-                    raise DiskError(
-                        f"not enough space in the store ({self.root}) for {label}",
-                        hint="free some space or set MLXK_STORE to a larger disk",
-                    ) from None
-                raise
-            problem = None
-            if hasher.size != size:
-                problem = f"size {hasher.size} != expected {size}"
-            elif sha256 and hasher.digest() != sha256:
-                problem = f"sha256 {hasher.digest()} != expected {sha256}"
-            elif gitsha1 and hasher.git_digest() != gitsha1:
-                problem = f"git blob sha1 {hasher.git_digest()} != expected {gitsha1}"
+                raise self._disk_error(e, label) from None
+            problem = _mismatch(hasher, size, sha256, gitsha1)
             if problem:
                 partial.unlink(missing_ok=True)
                 raise IntegrityError(
@@ -184,6 +173,14 @@ class Store:
             os.replace(partial, final)
             self._remember(hexdigest)
             return digest
+
+    def _disk_error(self, e: OSError, label: str) -> OSError | DiskError:
+        if e.errno == errno.ENOSPC:
+            return DiskError(
+                f"not enough space in the store ({self.root}) for {label}",
+                hint="free some space or set MLXK_STORE to a larger disk",
+            )
+        return e
 
     def _resume(self, partial: Path, size: int, git: bool) -> tuple[StreamHasher, int]:
         """Hash what an interrupted fetch left, so the rest can be appended."""
@@ -252,6 +249,17 @@ class Store:
                 ) from None
             raise
         return "copy"
+
+
+def _mismatch(hasher: StreamHasher, size: int, sha256, gitsha1) -> str | None:
+    """What is wrong with downloaded bytes (hashed by `hasher`), or None."""
+    if hasher.size != size:
+        return f"size {hasher.size} != expected {size}"
+    if sha256 and hasher.digest() != sha256:
+        return f"sha256 {hasher.digest()} != expected {sha256}"
+    if gitsha1 and hasher.git_digest() != gitsha1:
+        return f"git blob sha1 {hasher.git_digest()} != expected {gitsha1}"
+    return None
 
 
 def _reflink(src: Path, dest: Path) -> bool:

@@ -160,49 +160,10 @@ def build_workspace(
     staging.mkdir()
     result = WorkspaceResult(wplan.name, wplan.op)
     by_path = {f.path: f for f in locked.placed_files}
-    inline = locked.inline_bytes()
     ops = {a.path: a.op for a in wplan.files}
     try:
-        todo = wplan.entries_to_write()
-        task = progress.task(f"{wplan.name}", sum(f.size for f in todo)) if progress else None
-
-        def on_bytes(n: int) -> None:
-            if task:
-                task.advance(n)
-            faults.point("fetch-mid")
-
-        def fetch_one(entry):
-            if entry.path in inline:
-                store.put_bytes(inline[entry.path])
-            else:
-                ensure(entry, on_bytes)
-                faults.point("fetch-done")
-            dest = staging / entry.path
-            store.materialize(entry.hex, dest, link=link)
-            if link != "hardlink":
-                _fsync(dest)
-            return entry
-
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for i, entry in enumerate(pool.map(fetch_one, todo)):
-                if i == len(todo) // 2:
-                    faults.point("stage-mid")
-                result.bytes_written += entry.size
-                if ops[entry.path] == "add":
-                    result.added += 1
-                else:
-                    result.replaced += 1
-        for path, op in ops.items():
-            if op == "keep":
-                dest = staging / path
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(target / path, dest)
-                except OSError:
-                    shutil.copyfile(target / path, dest)
-                result.kept += 1
-            elif op == "delete":
-                result.deleted += 1
+        _place(wplan, locked, staging, store, ensure, link, jobs, progress, result)
+        _keep(ops, target, staging, result)
         (staging / SENTINEL).write_text(sentinel, encoding="utf-8")
         _fsync(staging / SENTINEL)
         faults.point("sentinel")
@@ -219,6 +180,57 @@ def build_workspace(
             ) from None
         raise
     return result
+
+
+def _place(wplan, locked, staging: Path, store, ensure, link, jobs, progress, result) -> None:
+    """Put every file the plan writes into staging: its blob ensured in the store (fetched,
+    built, or the lock's own bytes), then placed; in parallel, with progress."""
+    todo = wplan.entries_to_write()
+    inline = locked.inline_bytes()
+    ops = {a.path: a.op for a in wplan.files}
+    task = progress.task(f"{wplan.name}", sum(f.size for f in todo)) if progress else None
+
+    def on_bytes(n: int) -> None:
+        if task:
+            task.advance(n)
+        faults.point("fetch-mid")
+
+    def fetch_one(entry):
+        if entry.path in inline:
+            store.put_bytes(inline[entry.path])
+        else:
+            ensure(entry, on_bytes)
+            faults.point("fetch-done")
+        dest = staging / entry.path
+        store.materialize(entry.hex, dest, link=link)
+        if link != "hardlink":
+            _fsync(dest)
+        return entry
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for i, entry in enumerate(pool.map(fetch_one, todo)):
+            if i == len(todo) // 2:
+                faults.point("stage-mid")
+            result.bytes_written += entry.size
+            if ops[entry.path] == "add":
+                result.added += 1
+            else:
+                result.replaced += 1
+
+
+def _keep(ops: dict, target: Path, staging: Path, result: WorkspaceResult) -> None:
+    """Carry the files that already match from the current workspace into staging."""
+    for path, op in ops.items():
+        if op == "keep":
+            dest = staging / path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(target / path, dest)
+            except OSError:
+                shutil.copyfile(target / path, dest)
+            result.kept += 1
+        elif op == "delete":
+            result.deleted += 1
 
 
 def _check_staging(staging: Path, by_path: dict) -> None:

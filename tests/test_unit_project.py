@@ -410,7 +410,7 @@ def test_offline_stale_lock_says_locking_needs_the_network(tmp_path, repos):
 
 
 def test_a_bundle_carries_everything_an_isolated_project_needs(tmp_path, repos, monkeypatch):
-    from mlxk.bundle import import_bundle
+    from mlxk.project import import_bundle
 
     p = project(tmp_path, repos, RUNTIME)
     p.sync()
