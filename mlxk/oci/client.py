@@ -84,6 +84,9 @@ class Registry:
         url = self._t.url(f"/v2/{ref.repo}/manifests/{ref.target}")
         accept = {"Accept": ", ".join(mt.ACCEPT_MANIFESTS)}
         resp = self._req("GET", url, ref.repo, what, headers=accept, stream=True)
+        if resp.status_code == 404:
+            resp.close()
+            raise self._missing(ref)
         if resp.status_code != 200:
             raise self._t.fail(resp, what, ref.repo)
         data = _read_capped(resp, MAX_MANIFEST, what, "manifest")
@@ -103,6 +106,29 @@ class Registry:
         if not isinstance(doc, dict):
             raise SourceError(f"{what}: the manifest is not a JSON object")
         return digest, data, doc
+
+    def _missing(self, ref: Reference) -> SourceError:
+        """404 for a manifest: registry 2.8 says MANIFEST_UNKNOWN even for an unknown
+        repository, so the tag list tells which of the two is missing (and what tags exist)."""
+        what = ref.describe()
+        url = self._t.url(f"/v2/{ref.repo}/tags/list?n=20")
+        resp = self._req("GET", url, ref.repo, what)
+        try:
+            tags = resp.json().get("tags") if resp.status_code == 200 else None
+        except (ValueError, AttributeError):
+            tags = None
+        resp.close()
+        if resp.status_code == 404:
+            return SourceError(
+                f"{what}: no such repository at the registry {self.host}",
+                hint="check the host and repository; `mlxk push` creates it",
+            )
+        shown = ", ".join(str(t) for t in (tags or [])[:10]) or "(none)"
+        kind = "manifest digest" if ref.digest else "tag"
+        return SourceError(
+            f"{what}: no such {kind} in {ref.repo} at the registry {self.host}",
+            hint=f"tags there: {shown}",
+        )
 
     def put_manifest(self, repo: str, tag: str | None, data: bytes, media_type: str) -> str:
         """Store a manifest (under a tag, or only by digest when tag is None); its digest."""
