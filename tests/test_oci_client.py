@@ -162,6 +162,30 @@ def test_interrupted_upload_resumes_from_what_the_registry_holds(registry, tmp_p
     assert not list((tmp_path / "sessions").iterdir())  # the finished session is forgotten
 
 
+def test_an_upload_cut_off_before_its_first_chunk_resumes_from_zero(registry):
+    data = os.urandom(3 * 1024 * 1024)
+    sessions = MemorySessions()
+    with Registry(registry.host, NO_LOGIN) as reg:
+        with pytest.raises(SourceError, match="interrupted after 0 bytes"):
+            reg.push_blob(
+                "mlxk/zero",
+                sha(data),
+                len(data),
+                lambda: Flaky(data, 0),
+                chunk_size=1 << 20,
+                sessions=sessions,
+            )
+        res = reg.push_blob(
+            "mlxk/zero",
+            sha(data),
+            len(data),
+            lambda: io.BytesIO(data),
+            chunk_size=1 << 20,
+            sessions=sessions,
+        )
+        assert (res.how, res.resumed_from, res.sent) == ("uploaded", 0, len(data))
+
+
 def test_a_stale_upload_session_starts_over(registry):
     data = os.urandom(100_000)
     sessions = MemorySessions()

@@ -268,7 +268,8 @@ class Registry:
         match = _RANGE.fullmatch(resp.headers.get("range", ""))
         if resp.status_code != 204 or not match or "location" not in resp.headers:
             return None, 0  # gone (purged, finished, registry restarted): start over
-        return self.location(resp, what), int(match.group(2)) + 1
+        end = int(match.group(2))  # inclusive; registry 2.8 says "0-0" for 0 bytes held too
+        return self.location(resp, what), end + 1 if end > 0 else 0
 
     def location(self, resp: httpx2.Response, what: str) -> str:
         value = resp.headers.get("location")
@@ -342,8 +343,14 @@ class _Upload:
             )
         except SourceError as e:
             raise self._cut(pos, e.message.removeprefix(f"{self.what}: ")) from None
-        if resp.status_code == 416 and self.sessions:  # out of step: the next push starts over
-            self.sessions.drop(self.key)
+        if resp.status_code == 416:  # the registry holds another length: start over next time
+            resp.close()
+            if self.sessions:
+                self.sessions.drop(self.key)
+            raise SourceError(
+                f"{self.what}: the registry's upload session is out of step at byte {pos}",
+                hint="run the command again: the upload starts over",
+            )
         if resp.status_code != 202:
             raise self.reg.fail(resp, self.what, self.repo)
         resp.close()
