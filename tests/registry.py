@@ -176,6 +176,10 @@ def make_ca(d: Path) -> dict[str, Path]:
         "2",
         "-subj",
         "/CN=mlxk test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
         cwd=d,
     )
     _openssl(
@@ -191,7 +195,11 @@ def make_ca(d: Path) -> dict[str, Path]:
         "/CN=127.0.0.1",
         cwd=d,
     )
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    (d / "san.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
+    )
     _openssl(
         "x509",
         "-req",

@@ -249,6 +249,14 @@ def test_unreachable_registry_fails_fast():
     assert e.value.exit_code == 3
 
 
+def test_https_unless_loopback_or_opted_in():
+    with Registry("registry.example.com", NO_LOGIN) as reg:
+        assert reg._t.base == "https://registry.example.com"  # decided without a request
+        with pytest.raises(ValueError, match="another registry"):
+            reg.get_manifest(parse("oci://other.example.com/a:v1"))
+    assert RegistrySettings(insecure=frozenset({"reg.lan"})).allows_http("reg.lan:5000")
+
+
 # ---------------------------------------------------------------- foreign artifacts
 def raw_put(base: str, path: str, data: bytes, content_type: str, method="PUT") -> str:
     req = urllib.request.Request(
@@ -401,7 +409,7 @@ def test_basic_login_from_docker_config(auth_registry):
         )
 
 
-def test_no_login_says_where_to_put_one(auth_registry, capsys, caplog):
+def test_no_login_says_where_to_put_one(auth_registry):
     with Registry(auth_registry.host, NO_LOGIN) as reg, pytest.raises(SourceError) as e:
         reg.get_manifest(parse(f"oci://{auth_registry.host}/mlxk/private:v1"))
     assert auth_registry.host in e.value.message and "HTTP 401" in e.value.message

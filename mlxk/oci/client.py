@@ -80,6 +80,8 @@ class Registry:
     # ------------------------------------------------------------ manifests
     def get_manifest(self, ref: Reference) -> tuple[str, bytes, dict]:
         """The manifest `ref` names: (its sha256 digest, its exact bytes, its JSON)."""
+        if ref.host != self.host:
+            raise ValueError(f"{ref} is on another registry than {self.host}")
         what = ref.describe()
         url = self._t.url(f"/v2/{ref.repo}/manifests/{ref.target}")
         accept = {"Accept": ", ".join(mt.ACCEPT_MANIFESTS)}
