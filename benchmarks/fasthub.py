@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,10 +84,14 @@ def git_file(path: str, disk: Path) -> HubFile:
 class FastHub:
     """``with FastHub() as hub: hub.add_repo("org/x", [files...]); hub.endpoint``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, rate: int | None = None):
+        """`rate`: bytes per second each connection is capped at (as CDNs cap them); None
+        for no cap (sendfile at loopback speed)."""
+        self.rate = rate
         self.repos: dict[str, HubRepo] = {}
         self.requests = 0
         self.bytes_sent = 0  # file bytes sent by resolve GETs
+        self.ranged = 0  # resolve GETs answered 206 (a resumed or ranged download)
         self._lock = threading.Lock()
         hub = self
 
@@ -240,15 +245,37 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("X-Linked-Size", str(f.size))
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{f.size}")
+            with self.owner._lock:
+                self.owner.ranged += 1
         self.end_headers()
         if head or not length:
             return
         with open(f.disk, "rb") as fh:
-            sent = self.connection.sendfile(fh, offset=start, count=length)
+            if self.owner.rate:
+                sent = self._send_capped(fh, start, length, self.owner.rate)
+            else:
+                sent = self.connection.sendfile(fh, offset=start, count=length)
         with self.owner._lock:
             self.owner.bytes_sent += sent
         if sent != length:
             self.close_connection = True
+
+    def _send_capped(self, fh, start: int, length: int, rate: int) -> int:
+        """Send `length` bytes from `start` at no more than `rate` bytes/s (20 slices a s)."""
+        piece = max(1, rate // 20)
+        fh.seek(start)
+        sent, began = 0, time.monotonic()
+        try:
+            while sent < length:
+                data = fh.read(min(piece, length - sent))
+                self.connection.sendall(data)
+                sent += len(data)
+                ahead = sent / rate - (time.monotonic() - began)
+                if ahead > 0:
+                    time.sleep(ahead)
+        except OSError:  # the client went away (e.g. interrupted): stop quietly
+            pass
+        return sent
 
     # ------------------------------------------------------------ answers
     def _json(self, value, head: bool) -> None:

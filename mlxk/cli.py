@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, interrupt
 from .errors import EXIT_CHANGES, EXIT_OK, EXIT_SOURCE, EXIT_USER, MlxkError, UserError
 from .settings import Settings
 
@@ -71,10 +72,10 @@ def command(name: str):
             except MlxkError as e:
                 ui.close()
                 _fail(name, json_mode, e)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, interrupt.Stopped):
                 ui.close()
                 click.echo("interrupted; the previous workspaces are unchanged", err=True)
-                sys.exit(130)
+                sys.exit(interrupt.exit_code())
             except Exception as e:  # a bug: one line, never a traceback unless asked
                 ui.close()
                 if Settings.from_env().debug:
@@ -590,6 +591,20 @@ def run_cmd(ui, file, name, prompt, max_tokens, temp, seed):
 
 
 def main() -> None:
+    interrupt.install()
+    try:
+        _main()
+    except SystemExit as e:
+        if interrupt.received() is None:
+            raise
+        # Interrupted: leave now. Fetch threads stop at their next chunk, but a thread blocked
+        # on a silent socket must not hold the exit (Python joins its threads at exit).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(e.code if isinstance(e.code, int) else interrupt.exit_code())
+
+
+def _main() -> None:
     try:
         cli(standalone_mode=False, prog_name="mlxk")
     except click.exceptions.Exit as e:
@@ -610,8 +625,9 @@ def main() -> None:
         else:
             e.show()
         sys.exit(EXIT_USER)
-    except click.exceptions.Abort:
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        sys.exit(interrupt.exit_code())
     except OSError as e:  # e.g. a closed stdout pipe
         sys.exit(EXIT_SOURCE if e.errno else EXIT_USER)
     sys.exit(EXIT_OK)

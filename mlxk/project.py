@@ -27,7 +27,6 @@ from .sync import (
     check_space,
     recover,
     remove_workspace,
-    staging_root,
 )
 from .verify import Verification, verify_workspace
 from .workspace import STAGING, WorkspaceState, prime, scan, sentinel_text
@@ -162,23 +161,14 @@ class Project:
 
         store_locks.register(self.store.root, self.lock_path, self.manifest.path)
 
-    def _sync_lock(self):
-        """One sync (or lock) at a time per home: a second process waits, and says so."""
-        from filelock import FileLock
-
-        staging_root(self.home).mkdir(parents=True, exist_ok=True)
-        return FileLock(str(staging_root(self.home) / "sync.lock"))
-
     def _exclusive(self):
-        from filelock import Timeout
+        """One sync at a time per home: a second process waits, and says so."""
+        from .homelock import HomeLock
 
-        flock = self._sync_lock()
-        try:
-            flock.acquire(timeout=0)
-        except Timeout:
+        def on_wait():
             self.ui.warn(f"waiting for another mlxk using {self.shown(self.home)} …")
-            flock.acquire()
-        return flock
+
+        return HomeLock(self.home, on_wait).acquire()
 
     # ------------------------------------------------------------ lock
     def lock(self, upgrade: bool | frozenset[str] = False) -> LockResult:

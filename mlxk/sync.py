@@ -12,15 +12,17 @@ import ctypes
 import errno
 import os
 import shutil
+import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import faults
+from . import faults, interrupt
 from .errors import DiskError, IntegrityError
 from .workspace import SENTINEL, STAGING, walk_all
 
+STOP_WAIT = 0.5  # seconds fetch threads get to stop (at their next chunk) after a failure
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -190,25 +192,33 @@ def _place(wplan, locked, staging: Path, store, ensure, link, jobs, progress, re
     ops = {a.path: a.op for a in wplan.files}
     task = progress.task(f"{wplan.name}", sum(f.size for f in todo)) if progress else None
 
+    stop = threading.Event()  # the first failure (or a signal) stops the other threads
+
     def on_bytes(n: int) -> None:
+        interrupt.check(stop)
         if task:
             task.advance(n)
         faults.point("fetch-mid")
 
     def fetch_one(entry):
+        interrupt.check(stop)
         if entry.path in inline:
             store.put_bytes(inline[entry.path])
         else:
             ensure(entry, on_bytes)
             faults.point("fetch-done")
+        interrupt.check(stop)
         dest = staging / entry.path
         store.materialize(entry.hex, dest, link=link)
         if link != "hardlink":
             _fsync(dest)
         return entry
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for i, entry in enumerate(pool.map(fetch_one, todo)):
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    futures = [pool.submit(fetch_one, entry) for entry in todo]
+    try:
+        for i, future in enumerate(futures):
+            entry = future.result()
             if i == len(todo) // 2:
                 faults.point("stage-mid")
             result.bytes_written += entry.size
@@ -216,6 +226,12 @@ def _place(wplan, locked, staging: Path, store, ensure, link, jobs, progress, re
                 result.added += 1
             else:
                 result.replaced += 1
+    except BaseException:
+        stop.set()  # the others stop at their next chunk; nothing waits for a whole file
+        pool.shutdown(wait=False, cancel_futures=True)
+        wait(futures, timeout=STOP_WAIT)
+        raise
+    pool.shutdown()
 
 
 def _keep(ops: dict, target: Path, staging: Path, result: WorkspaceResult) -> None:

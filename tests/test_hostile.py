@@ -100,12 +100,11 @@ def snapshot(root: Path, project: Path) -> set[str]:
 
 
 def home_leftovers(project: Path) -> list[str]:
-    """What a failed sync left under home: only the staging dir's sync.lock is allowed."""
+    """What a failed sync left under home: nothing at all (not even an empty staging dir)."""
     home = project / "models"
     if not home.exists():
         return []
-    found = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
-    return [p for p in found if p not in (".mlxk-staging", ".mlxk-staging/sync.lock")]
+    return sorted(str(p.relative_to(home)) for p in home.rglob("*"))
 
 
 @pytest.fixture

@@ -118,7 +118,7 @@ def test_kill_9_at_every_point_loses_nothing(point, versions, expected, tmp_path
         assert tree(tmp_path / "models" / ws) == expected["v2"][ws]
     assert mlxk_proc("verify", "-f", m).returncode == 0
     staging = tmp_path / "models" / ".mlxk-staging"
-    assert [p.name for p in staging.iterdir()] in ([], ["sync.lock"])
+    assert not staging.exists()  # a finished sync leaves no staging directory
     store_tmp = tmp_path / "store" / "tmp"
     assert not list(store_tmp.glob("build-*")) if store_tmp.exists() else True
 

@@ -150,6 +150,7 @@ def test_interrupted_switch_is_recovered(synced, mlxk, demo_dir):
     """A crash between moving the old workspace aside and moving the new one in."""
     m, ws = synced
     aside = demo_dir / "models" / ".mlxk-staging" / "demo.old.deadbeef"
+    aside.parent.mkdir(exist_ok=True)  # a finished sync leaves no staging directory
     os.replace(ws, aside)
     half = demo_dir / "models" / ".mlxk-staging" / "demo.new.cafebabe"
     half.mkdir()

@@ -118,8 +118,7 @@ def kind(name: str) -> SourceKind | None:
 
 
 def _load_builtin() -> None:
-    if "hf" not in _KINDS:
-        from . import hf, path  # noqa: F401 (each registers itself)
+    from . import hf, path  # noqa: F401 (each registers itself on first import)
 
 
 def source_schema(base: dict) -> dict:
