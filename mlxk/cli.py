@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -56,6 +57,9 @@ def command(name: str):
     def decorate(fn):
         @click.option("--json", "json_mode", is_flag=True, help=JSON_HELP)
         @click.option(
+            "-q", "--quiet", is_flag=True, help="Print nothing on stdout on success (errors still)."
+        )
+        @click.option(
             "-f",
             "--file",
             "file",
@@ -63,10 +67,10 @@ def command(name: str):
             help="The manifest (default: ./models.yaml).",
         )
         @functools.wraps(fn)
-        def run(json_mode: bool, file, **kwargs):
+        def run(json_mode: bool, quiet: bool, file, **kwargs):
             from .output import UI, emit_json, envelope
 
-            ui = UI(json_mode=json_mode)
+            ui = UI(json_mode=json_mode, quiet=quiet)
             try:
                 outcome = fn(ui=ui, file=file, **kwargs)
             except MlxkError as e:
@@ -78,8 +82,9 @@ def command(name: str):
                 sys.exit(interrupt.exit_code())
             except Exception as e:  # a bug: one line, never a traceback unless asked
                 ui.close()
-                if Settings.from_env().debug:
-                    raise
+                if Settings.from_env().debug:  # the traceback, whatever the error's type
+                    traceback.print_exc()
+                    sys.exit(EXIT_SOURCE)
                 _fail(
                     name,
                     json_mode,
@@ -91,7 +96,7 @@ def command(name: str):
             ui.close()
             if json_mode:
                 emit_json(envelope(name, outcome.status, outcome.data))
-            elif outcome.text:
+            elif outcome.text and not (quiet and outcome.exit_code == EXIT_OK):
                 click.echo(outcome.text)
             sys.exit(outcome.exit_code)
 
@@ -254,8 +259,9 @@ def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, from_bundle, 
     default=None,
     help="Verify a bundle instead: every blob hashed against the bundle's own lock.",
 )
+@click.option("--locked", is_flag=True, help="Fail (exit 2) if the lock is stale.")
 @command("verify")
-def verify_cmd(ui, file, names, jobs, fast, bundle):
+def verify_cmd(ui, file, names, jobs, fast, bundle, locked):
     """Read-only: rehash every file and compare with the lock. Exit 0: match; 1: drift.
 
     Plain verify always rehashes every byte (CI should not trust a cache). It never changes
@@ -271,20 +277,22 @@ def verify_cmd(ui, file, names, jobs, fast, bundle):
         status = "ok" if report.ok else "drift"
         return Outcome(report.to_dict(), render_bundle(report, "verified"), code, status)
     project = _project(file, ui, jobs)
-    result = project.verify(list(names) or None, fast=fast)
+    result = project.verify(list(names) or None, fast=fast, locked=locked)
     code = EXIT_OK if result.ok else EXIT_CHANGES
     return Outcome(result.to_dict(), render_verify(result), code, "ok" if result.ok else "drift")
 
 
 @cli.command("bundle")
 @click.argument("out", type=click.Path())
+@click.option("--locked", is_flag=True, help="Fail (exit 2) if the lock is missing or stale.")
+@click.option("--frozen", is_flag=True, help="Ship the lock as it is; never resolve.")
 @command("bundle")
-def bundle_cmd(ui, file, out):
+def bundle_cmd(ui, file, out, locked, frozen):
     """Write the manifest, the lock and every blob it names to OUT: a directory, or one .tar
     when OUT ends in .tar. Carry it across the air gap and `mlxk import` it there."""
     from .output import render_bundle
 
-    report = _project(file, ui).bundle(out)
+    report = _project(file, ui).bundle(out, locked=locked, frozen=frozen)
     return Outcome(report.to_dict(), render_bundle(report, "wrote"))
 
 
@@ -368,6 +376,7 @@ def clone_cmd(ui, file, ref, directory, include, exclude, add, jobs):
     from .project import Project
 
     store = Project.default_store()
+    store.ensure_usable()
     result = clone(
         ref,
         Path(directory) if directory else None,
@@ -395,6 +404,8 @@ def list_cmd(ui, file, full_paths):
     from .output import render_list
 
     project = _maybe_project(file, ui)
+    if project is not None:
+        project.warn_if_stale(project.read_lock())
     cache = _readonly_cache(project)
     infos = [
         inspect(path, name, source, locked, cache=cache)
@@ -434,6 +445,12 @@ def health_cmd(ui, file, target):
 
     project = _maybe_project(file, ui)
     chosen = [find(target, project, _ws_home())] if target else targets(project, _ws_home())
+    if not chosen:
+        raise UserError(
+            "health: nothing to check: no manifest here and no workspace under "
+            f"{_ws_home() or './models'}",
+            hint="run it in a project (models.yaml), pass -f FILE or a workspace PATH",
+        )
     reports = []
     for name, path, source, _ in chosen:
         spec = project.manifest.workspaces.get(name) if project and source == "manifest" else None

@@ -66,7 +66,10 @@ class HashCache:
         if self.readonly or not self._new:
             return
         faults.point("cache-flush")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return  # an unusable store is reported by the commands that need it, not here
         with self._lock:
             rows = [(d, i, *v) for (d, i), v in self._new.items()]
             try:

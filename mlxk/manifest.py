@@ -221,7 +221,10 @@ def _schema_message(err) -> tuple[tuple, str, bool]:
         choices = ", ".join(json.dumps(c) for c in err.validator_value)
         return path, f"{json.dumps(err.instance, default=str)} is not one of: {choices}", False
     if err.validator == "const":
-        return path, f"must be {json.dumps(err.validator_value)}", False
+        want = err.validator_value
+        kind = "the integer " if isinstance(want, int) and not isinstance(want, bool) else ""
+        got = f" (got {json.dumps(err.instance, default=str)[:40]})" if kind else ""
+        return path, f"must be {kind}{json.dumps(want)}{got}", False
     return path, err.message, False
 
 
@@ -281,13 +284,35 @@ def _parse_hf(text: str) -> HfSource:
     return parse_source(text, "runtime")
 
 
+def _globs(raw: dict, key: str) -> tuple[str, ...]:
+    """Patterns as huggingface_hub takes them: a backslash is a path separator ('/')."""
+    return tuple(p.replace("\\", "/") for p in raw.get(key, ()))
+
+
+def _check_globs(data: dict, label: str, values: dict) -> None:
+    """`include: []` would select nothing (it used to mean everything): say so."""
+    for name, ws in data["workspaces"].items():
+        entries = [(("workspaces", name), ws)]
+        entries += [
+            (("workspaces", name, "runtime", i), r)
+            for i, r in enumerate(ws.get("runtime", ()))
+            if isinstance(r, dict)
+        ]
+        for path, raw in entries:
+            if raw.get("include") == []:
+                line, col = _pos(values, (*path, "include"))
+                raise ManifestError(
+                    f"{label}:{line}:{col}: {_dotted((*path, 'include'))}: an empty list "
+                    "selects no file",
+                    hint="leave `include` out to take every file, or list the patterns to keep",
+                )
+
+
 def _runtime(raw) -> RuntimeDep:
     if isinstance(raw, str):
         return RuntimeDep(source=_parse_hf(raw))
     src = _parse_hf(raw["source"]) if "source" in raw else parse_source(raw, "runtime")
-    return RuntimeDep(
-        source=src, include=tuple(raw.get("include", ())), exclude=tuple(raw.get("exclude", ()))
-    )
+    return RuntimeDep(source=src, include=_globs(raw, "include"), exclude=_globs(raw, "exclude"))
 
 
 def _inside(base: Path, rel: str, label: str, pos, field_name: str) -> Path:
@@ -357,6 +382,11 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
         mark = getattr(e, "problem_mark", None)
         where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        if "'\\t'" in problem or "\t" in problem:
+            raise ManifestError(
+                f"{where}: invalid YAML: a tab; YAML does not allow tabs for indentation",
+                hint="indent with spaces (two per level, as in `mlxk init`'s manifest)",
+            ) from None
         raise ManifestError(
             f"{where}: invalid YAML: {problem}",
             hint="check this line's indentation against the line above, and quote values "
@@ -378,14 +408,15 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
         sources[name] = parse_source(raw["source"], where)
 
     _check_steps(data, label, values)
+    _check_globs(data, label, values)
     workspaces = {}
     for name, raw in data["workspaces"].items():
         line, col = _pos(keys, ("workspaces", name))
         workspaces[name] = WorkspaceSpec(
             name=name,
             source=sources[name],
-            include=tuple(raw.get("include", ())),
-            exclude=tuple(raw.get("exclude", ())),
+            include=_globs(raw, "include"),
+            exclude=_globs(raw, "exclude"),
             steps=tuple(
                 Step(kind=k, params=v) for step in raw.get("steps", ()) for k, v in step.items()
             ),

@@ -194,6 +194,7 @@ def render_lock(result) -> str:
             f"{human_size(info['bytes'])}"
         )
     lines.append(f"{'Wrote' if result.written else 'Unchanged:'} mlxk.lock")
+    lines += [f"note: {n}" for n in result.notes()]
     return "\n".join(lines)
 
 

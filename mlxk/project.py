@@ -58,8 +58,18 @@ class LockResult:
     actions: dict[str, str]
     written: bool
 
+    def notes(self) -> list[str]:
+        """What a reader of the lock should know: a lock tied to an absolute path."""
+        return [
+            f"{name}: the lock records the absolute path {ws.source.path}; it is tied to that "
+            "path on every machine that syncs it"
+            for name, ws in sorted(self.lock.workspaces.items())
+            if getattr(ws.source, "absolute", False)
+        ]
+
     def to_dict(self) -> dict:
         return {
+            "notes": self.notes(),
             "written": self.written,
             "workspaces": {
                 name: {
@@ -159,6 +169,7 @@ class Project:
         """Record in the store that this project's lock takes blobs from it (for gc)."""
         from . import store_locks
 
+        self.store.ensure_usable()
         store_locks.register(self.store.root, self.lock_path, self.manifest.path)
 
     def _exclusive(self):
@@ -207,10 +218,14 @@ class Project:
         reasons = stale_reasons(self.manifest, lock)
         if locked:
             if reasons:
-                how = "drop --locked" if not purpose else "then run `mlxk " + purpose + "` again"
+                hint = (
+                    f"run `mlxk lock` (and commit {name}), then `mlxk {purpose}` again"
+                    if purpose
+                    else f"run `mlxk lock` and commit {name}, or drop --locked"
+                )
                 raise LockError(
                     f"{name}: out of date with {self.manifest.path.name}: " + "; ".join(reasons),
-                    hint=f"run `mlxk lock` and commit the lock, or {how}",
+                    hint=hint,
                 )
             return lock, None
         if reasons and self.fetcher.offline:
@@ -229,6 +244,16 @@ class Project:
             result = self.lock()
             return result.lock, result
         return lock, None
+
+    def warn_if_stale(self, lock: Lock | None) -> None:
+        """One line on stderr when the lock does not describe the manifest (commands that
+        only read the lock act on it as it is)."""
+        reasons = stale_reasons(self.manifest, lock) if lock is not None else []
+        if reasons:
+            self.ui.warn(
+                f"warning: {self.lock_path.name} is out of date with {self.manifest.path.name} "
+                f"({'; '.join(reasons)}); run `mlxk lock`"
+            )
 
     def check_lock(self, refresh: bool = False) -> dict:
         """Is mlxk.lock up to date with the manifest? Offline unless `refresh`, which asks the
@@ -306,6 +331,20 @@ class Project:
                 on_bytes(entry.size)
 
         return ensure
+
+    def gather(self, lock: Lock) -> None:
+        """Put every blob the lock names in the store: fetched from its source, or built."""
+        for ws in lock.workspaces.values():
+            ensure = self.ensurer(ws)
+            inline = ws.inline_bytes()
+            for entry in ws.placed_files:
+                if entry.path in inline:
+                    self.store.put_bytes(inline[entry.path])
+                elif not self.store.check(entry.hex, entry.size):
+                    ensure(entry)
+            for step in ws.steps[:-1]:  # intermediate outputs: a bundle carries them too
+                self.builder.ensure_outputs(ws, step.files)
+        self.store.flush()
 
     def _check_offline(self, plan: Plan) -> None:
         """Offline, name every file sync would need that nothing here can give, up front."""
@@ -408,6 +447,7 @@ class Project:
         from .steps.convert import generate
 
         lock = self.current_lock(frozen=True, purpose="run")[0]
+        self.warn_if_stale(lock)
         if name not in lock.workspaces:
             raise UserError(
                 f"run: no workspace named {name!r} in the lock",
@@ -435,17 +475,28 @@ class Project:
         return {"workspace": name, "prompt": prompt, **out}
 
     # ------------------------------------------------------------ bundles
-    def bundle(self, out: Path):
-        """Write the lock, the manifest and every blob the lock names to `out` (dir or .tar)."""
+    def bundle(self, out: Path, locked: bool = False, frozen: bool = False):
+        """Write the lock, the manifest and every blob the lock names to `out` (dir or .tar).
+        Like sync, it locks first when the lock is missing or stale (`locked`: refuse instead;
+        `frozen`: ship the lock as it is)."""
         from .bundle import write_bundle
 
-        lock = self.current_lock(frozen=True, purpose="bundle")[0]
+        if frozen:
+            lock = self.current_lock(frozen=True, purpose="bundle")[0]
+        else:
+            lock = self.current_lock(locked=locked)[0]
+            self.gather(lock)
         return write_bundle(Path(out), self.manifest.path, lock, self.store)
 
     # ------------------------------------------------------------ verify
-    def verify(self, names: list[str] | None = None, fast: bool = False) -> Verification:
-        """Rehash every file (or, `fast`, trust the hash cache) and compare with the lock."""
-        lock = self.current_lock(frozen=True, purpose="verify")[0]
+    def verify(
+        self, names: list[str] | None = None, fast: bool = False, locked: bool = False
+    ) -> Verification:
+        """Rehash every file (or, `fast`, trust the hash cache) and compare with the lock; a
+        stale lock is warned about (`locked`: refused, exit 2)."""
+        lock = self.current_lock(locked=locked, frozen=not locked, purpose="verify")[0]
+        if not locked:
+            self.warn_if_stale(lock)
         unknown = sorted(set(names or ()) - set(lock.workspaces))
         if unknown:
             raise UserError(

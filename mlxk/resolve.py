@@ -7,7 +7,7 @@ asked for; only then is a revision re-resolved against the hub.
 from __future__ import annotations
 
 from .entries import workspace_content_hash
-from .errors import UserError
+from .errors import SourceError, UserError
 from .lock import Lock, LockedRuntime, LockedWorkspace
 from .manifest import Manifest, WorkspaceSpec
 from .sources import Pin
@@ -38,7 +38,12 @@ def resolve_runtime(spec: WorkspaceSpec, fetcher, jobs: int) -> tuple[LockedRunt
     out = []
     for i, dep in enumerate(spec.runtime):
         label = f"{spec.where}: workspaces.{spec.name}.runtime[{i}]"
-        pin = dep.source.pin(fetcher, dep.include, dep.exclude, label, jobs)
+        try:
+            pin = dep.source.pin(fetcher, dep.include, dep.exclude, label, jobs)
+        except SourceError as e:
+            if e.message.startswith(label):
+                raise
+            raise SourceError(f"{label}: {e.message}", hint=e.hint) from None
         out.append(LockedRuntime(pin))
     return tuple(out)
 

@@ -44,6 +44,24 @@ class Store:
         self._blob_cache: HashCache | None = None
         self._init_lock = threading.Lock()
 
+    def ensure_usable(self) -> None:
+        """A store mlxk can write to, or a DiskError naming it (before anything else runs)."""
+        problem = None
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                problem = "not writable"
+        except FileExistsError:
+            problem = "a file, not a directory"
+        except OSError as e:
+            problem = e.strerror or type(e).__name__
+        if problem:
+            raise DiskError(
+                f"the store {self.root} cannot be used: {problem}",
+                hint="set MLXK_STORE to a writable directory (the default is the user's cache "
+                "directory, $XDG_CACHE_HOME/mlxk/store)",
+            )
+
     # ------------------------------------------------------------ paths
     def blob_path(self, hexdigest: str) -> Path:
         if not _HEX64.fullmatch(hexdigest):  # a name from outside must never leave the store

@@ -37,6 +37,12 @@ class HfClient:
         if not self.endpoint.startswith(("http://", "https://")):
             from ..errors import UserError
 
+            scheme, sep, rest = self.endpoint.partition("://")
+            if sep:
+                raise UserError(
+                    f"HF_ENDPOINT={self.endpoint}: the scheme {scheme!r} is not http or https",
+                    hint=f"use http://{rest} or https://{rest}",
+                )
             raise UserError(
                 f"HF_ENDPOINT={self.endpoint} has no scheme",
                 hint=f"use http://{self.endpoint} (or https://)",
@@ -106,23 +112,32 @@ class HfClient:
             info = self.api.repo_info(repo, revision=revision, repo_type="model")
         except hf_errors.GatedRepoError as e:
             raise self._translate(e, f"hf://{repo}@{revision}") from None
-        except hf_errors.RepositoryNotFoundError as e:
-            # Some hubs (olah) answer "repository not found" for an unknown revision of a repo
-            # that exists: if its refs can be listed, the revision is what is missing.
-            try:
-                refs = self.api.list_repo_refs(repo, repo_type="model")
-            except Exception:
-                raise self._translate(e, f"hf://{repo}@{revision}") from None
-            names = sorted(r.name for r in [*refs.branches, *refs.tags])
-            raise SourceError(
-                f"hf://{repo}@{revision}: revision not found at {self.endpoint}",
-                hint=f"branches and tags: {', '.join(names[:10]) or '(none)'}",
-            ) from None
+        except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError) as e:
+            # Some hubs (olah) answer "not found" for a revision they cannot route (a branch
+            # with a slash, refs/pr/N) or for an unknown revision of a repo that exists: the
+            # refs listing then names the commit, or shows the revision is what is missing.
+            return self._resolve_by_refs(repo, revision, e)
         except Exception as e:
             raise self._translate(e, f"hf://{repo}@{revision}") from None
         if not info.sha:
             raise SourceError(f"hf://{repo}@{revision}: the hub gave no commit sha")
         return info.sha
+
+    def _resolve_by_refs(self, repo: str, revision: str, error: Exception) -> str:
+        what = f"hf://{repo}@{revision}"
+        try:
+            refs = self.api.list_repo_refs(repo, repo_type="model", include_pull_requests=True)
+        except Exception:
+            raise self._translate(error, what) from None
+        listed = [*refs.branches, *refs.tags, *(refs.pull_requests or [])]
+        for ref in listed:
+            if revision in (ref.name, ref.ref) and ref.target_commit:
+                return ref.target_commit
+        names = sorted(r.name for r in [*refs.branches, *refs.tags])
+        raise SourceError(
+            f"{what}: revision not found at {self.endpoint}",
+            hint=f"branches and tags: {', '.join(names[:10]) or '(none)'}",
+        ) from None
 
     def list_files(self, repo: str, commit: str) -> list[SourceFile]:
         """Every file of the repo at a commit, with size and the hashes the hub declares."""

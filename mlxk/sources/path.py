@@ -100,9 +100,13 @@ class PathSource(Spec):
 @dataclass(frozen=True)
 class PathPin(Pin):
     files: tuple[FileEntry, ...]
-    path: str
+    path: str  # as written: relative to the manifest, or absolute (the lock is then tied to it)
     kind = "path"
     network = False
+
+    @property
+    def absolute(self) -> bool:
+        return self.path.startswith("/")
 
     def to_dict(self) -> dict:
         return {"kind": "path", "files": [f.to_dict() for f in self.files], "path": self.path}
@@ -136,12 +140,7 @@ class PathKind(SourceKind):
         rel = raw.removeprefix("path:") if isinstance(raw, str) else raw["path"]
         if "\0" in rel:
             raise ManifestError(f"{where}: a path cannot hold a NUL byte")
-        if rel.startswith("/"):
-            raise ManifestError(
-                f"{where}: path:{rel} is absolute; the lock records no absolute paths",
-                hint="write it relative to the manifest's directory, e.g. path:../train/out",
-            )
-        return PathSource(path=rel)
+        return PathSource(path=rel)  # absolute paths are fine: recorded as written
 
     def from_lock(self, reader, raw: dict, where: str, files) -> PathPin:
         return PathPin(files=files, path=reader.get(raw, "path", str, where))
