@@ -20,12 +20,13 @@ STARTER = """\
 # yaml-language-server: $schema={schema}
 version: 1
 home: models            # where workspaces go, relative to this file
+# A workspace looks like this (`mlxk add hf://org/repo` writes one under workspaces:):
+#   tiny-4bit:
+#     source: hf://org/model@main          # or path:../train/out
+#     include: ["*.json", "*.safetensors", "tokenizer*"]
+#     steps:
+#       - convert: {{quantize: {{bits: 4, group_size: 64}}}}
 workspaces: {{}}
-  # tiny-4bit:
-  #   source: hf://org/model@main          # or path:../train/out
-  #   include: ["*.json", "*.safetensors", "tokenizer*"]
-  #   steps:
-  #     - convert: {{quantize: {{bits: 4, group_size: 64}}}}
 """
 
 

@@ -110,8 +110,10 @@ class _Task:
 
 
 def human_size(n: int) -> str:
+    """Sizes in text output: SI units (1 kB = 1000 bytes), as the progress bars show them;
+    `--json` always gives bytes."""
     size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
+    for unit in ("B", "kB", "MB", "GB", "TB"):
         if size < 1000 or unit == "TB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000

@@ -78,6 +78,8 @@ def _fsync(path: Path) -> None:
 def check_space(where: Path, store, plan, what: str) -> None:
     """Refuse early when the volume of `where` (and the store's) cannot hold what `plan`
     writes: every file placed, and every blob fetched or built into the store."""
+    from .output import human_size
+
     need_ws = sum(w.download_bytes for w in plan.changed())
     need_store = plan.bytes_to_store()
     if not need_ws:
@@ -89,7 +91,8 @@ def check_space(where: Path, store, plan, what: str) -> None:
     need = need_ws + (need_store if same else 0)
     if need > free:
         raise DiskError(
-            f"not enough space for {what}: needs {need} bytes, {free} free under {where}",
+            f"not enough space for {what}: needs {human_size(need)}, {human_size(free)} free "
+            f"under {where}",
             hint="free some space or use another disk; nothing was changed",
         )
     if not same and need_store > shutil.disk_usage(store.root).free:

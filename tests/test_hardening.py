@@ -262,3 +262,15 @@ def test_a_failed_sync_and_a_finished_one_leave_no_staging(tmp_path, mlxk, monke
     q = write_manifest(tmp_path / "q", "version: 1\nworkspaces:\n  a: {source: 'hf://o/m'}\n")
     assert mlxk("sync", "-f", str(q)).exit_code == 3
     assert not (tmp_path / "q" / "models").exists()
+
+
+@pytest.mark.unit
+def test_add_after_init_keeps_the_example_comment_above_the_workspaces(tmp_path, mlxk):
+    m = str(tmp_path / "models.yaml")
+    assert mlxk("init", "-f", m).exit_code == 0
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "config.json").write_text("{}")
+    assert mlxk("add", "path:src", "-f", m, "--name", "a").exit_code == 0
+    text = Path(m).read_text()
+    assert text.index("# A workspace looks like this") < text.index("workspaces:")
+    assert text.rstrip().endswith("source: path:src")

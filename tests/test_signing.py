@@ -18,10 +18,7 @@ from mlxk import signing
 from mlxk.errors import EXIT_SOURCE, EXIT_USER, MlxkError
 from tests.support import ROOT
 
-pytestmark = [
-    pytest.mark.unit,
-    pytest.mark.skipif(not shutil.which("ssh-keygen"), reason="needs OpenSSH's ssh-keygen"),
-]
+pytestmark = pytest.mark.unit  # ssh-keygen and ssh-agent come with openssh-client (setup.sh)
 
 PASSPHRASE = "correct horse battery"  # only ever typed into ssh-keygen, never printed
 LABEL = "bundle.tar:bundle.sig"
@@ -394,7 +391,6 @@ def read_until(fd: int, needle: bytes, deadline: float) -> bytes:
     return seen
 
 
-@pytest.mark.skipif(not shutil.which("ssh-agent"), reason="needs ssh-agent")
 def test_a_public_key_signs_when_its_private_key_is_in_ssh_agent(
     tmp_path, keys, allowed, monkeypatch
 ):
