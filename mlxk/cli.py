@@ -346,52 +346,20 @@ def clone_cmd(ui, file, ref, directory, include, exclude, add, jobs):
     """Download one repo at a pinned commit into DIRECTORY (default
     $MLXK_WORKSPACE_HOME/<name>): real files, no symlinks, nothing in the HF cache; a
     complete workspace or nothing. Refuses a non-empty DIRECTORY."""
-    from .clone import clone, parse_ref
-    from .project import DEFAULT_JOBS
+    from .clone import clone, clone_add
+    from .output import render_clone
+    from .project import DEFAULT_JOBS, Project
 
     if add:
-        from .edit import add_workspace
-
         project = _project(file, ui, jobs)
-        repo, revision = parse_ref(ref)
-        name = Path(directory).name if directory else repo.split("/")[-1]
-        if directory and Path(directory).resolve() != project.workspace_path(name):
-            raise UserError(
-                "clone --add: the workspace goes under the manifest's home; "
-                "give no DIRECTORY (or home/NAME)"
-            )
-        entry = {"source": f"hf://{repo}@{revision}"}
-        if include:
-            entry["include"] = list(include)
-        if exclude:
-            entry["exclude"] = list(exclude)
-        add_workspace(project.manifest.path, name, entry)
-        project = _project(file, ui, jobs)
-        report = project.sync()
-        ws = report.plan.workspaces
-        data = {"added": name, "sync": report.to_dict()}
-        return Outcome(
-            data, f"added {name} to {project.manifest.path.name}; {len(ws)} workspace(s) in sync"
-        )
-    from .project import Project
-
+        result = clone_add(project, ref, directory, include, exclude)
+        text = f"added {result.added} to {project.manifest.path.name}; {result.in_sync}"
+        return Outcome(result.to_dict(), text)
     store = Project.default_store()
     store.ensure_usable()
-    result = clone(
-        ref,
-        Path(directory) if directory else None,
-        store,
-        include,
-        exclude,
-        jobs or DEFAULT_JOBS,
-        ui=ui,
-    )
-    text = (
-        f"cloned hf://{result.repo}@{result.revision} ({result.commit[:12]}) into "
-        f"{result.path}: {result.files} files, {result.bytes} bytes\n"
-        f"content hash {result.content_hash}"
-    )
-    return Outcome(result.to_dict(), text)
+    where = Path(directory) if directory else None
+    result = clone(ref, where, store, include, exclude, jobs or DEFAULT_JOBS, ui=ui)
+    return Outcome(result.to_dict(), render_clone(result))
 
 
 @cli.command("list")
@@ -400,17 +368,13 @@ def clone_cmd(ui, file, ref, directory, include, exclude, add, jobs):
 def list_cmd(ui, file, full_paths):
     """Every workspace in the manifest and under $MLXK_WORKSPACE_HOME: origin, size, type and
     state (clean / modified / missing / unlocked). Read-only."""
-    from .inventory import inspect, targets
+    from .inventory import list_workspaces
     from .output import render_list
 
     project = _maybe_project(file, ui)
     if project is not None:
         project.warn_if_stale(project.read_lock())
-    cache = _readonly_cache(project)
-    infos = [
-        inspect(path, name, source, locked, cache=cache)
-        for name, path, source, locked in targets(project, _ws_home())
-    ]
+    infos = list_workspaces(project, _ws_home(), _readonly_cache(project))
     data = {"workspaces": [i.to_dict(full_paths=True) for i in infos]}
     return Outcome(data, render_list(infos, full_paths))
 
@@ -422,14 +386,11 @@ def list_cmd(ui, file, full_paths):
 def show_cmd(ui, file, target, with_files):
     """A workspace's metadata: source, operation, commit, content hash, modified yes/no,
     steps and their fingerprints, runtime captures. Read-only."""
-    from .inventory import find, inspect
+    from .inventory import show_workspace
     from .output import render_show
 
     project = _maybe_project(file, ui)
-    name, path, source, locked = find(target, project, _ws_home())
-    info = inspect(
-        path, name, source, locked, with_files=with_files, cache=_readonly_cache(project)
-    )
+    info = show_workspace(target, project, _ws_home(), _readonly_cache(project), with_files)
     return Outcome(info.to_dict(with_files=with_files), render_show(info, with_files))
 
 
@@ -511,34 +472,12 @@ def init_cmd(ui, file):
 @command("add")
 def add_cmd(ui, file, ref, name, quantize, group_size, include, exclude):
     """Add a workspace to models.yaml, keeping the file's comments and order."""
-    from .edit import add_workspace
+    from .edit import add
     from .manifest import find_manifest
 
-    if not ref.startswith(("hf://", "path:")):
-        ref = "hf://" + ref
-    if ref.startswith("hf://"):
-        from .clone import parse_ref
-
-        repo, revision = parse_ref(ref)
-        ref = f"hf://{repo}@{revision}" if "@" in ref else f"hf://{repo}"
-    elif ref == "path:":
-        raise UserError("add: path: needs a directory, e.g. path:../train/out")
-    name = name or ref.split("@")[0].rstrip("/").split("/")[-1].removeprefix("path:")
-    entry: dict = {"source": ref}
-    if include:
-        entry["include"] = list(include)
-    if exclude:
-        entry["exclude"] = list(exclude)
-    if quantize:
-        q = {"bits": int(quantize)}
-        if group_size:
-            q["group_size"] = int(group_size)
-        entry["steps"] = [{"convert": {"quantize": q}}]
     path = find_manifest(file)
-    add_workspace(path, name, entry)
-    return Outcome(
-        {"manifest": str(path), "added": name}, f"added {name} to {path.name}; next: mlxk lock"
-    )
+    result = add(path, ref, name, include, exclude, quantize, group_size)
+    return Outcome(result.to_dict(), f"added {result.added} to {path.name}; next: mlxk lock")
 
 
 @cli.command("gc")
@@ -564,32 +503,14 @@ def gc_cmd(ui, file, locks, only, dry_run, grace):
     """Remove store blobs that no lock using the store names (every project that locked or
     synced from it, this one and any LOCK given), and report the bytes freed. Workspaces keep
     their own copies (or hardlinks)."""
-    from .gc import collect, read_locks, store_locks
-    from .output import human_size
+    from .gc import gc
+    from .output import render_gc
     from .project import Project
 
     project = _maybe_project(file, ui) if (locks or only) else _project(file, ui)
     store = project.store if project else Project.default_store()
-    if only:
-        chosen, forgotten = read_locks(only), []
-    else:
-        chosen, forgotten = store_locks(store, dry_run=dry_run)
-        chosen.update(read_locks(locks))
-        if project and not locks:
-            lock = project.current_lock(frozen=True, purpose="gc")[0]
-            chosen[str(project.lock_path)] = lock
-    report = collect(store, chosen, dry_run=dry_run, grace=grace)
-    report.forgotten = forgotten
-    verb = "would free" if dry_run else "freed"
-    text = (
-        f"{verb} {human_size(report.freed_bytes)} ({report.removed} blobs); kept "
-        f"{report.kept + report.young} blobs, {human_size(report.kept_bytes)}, for "
-        f"{len(chosen)} lock(s)"
-        + (f" ({report.young} unreferenced but younger than {grace:g} s)" if report.young else "")
-    )
-    for f in forgotten:
-        text += f"\nforgot {f['lock']}: {f['reason']}"
-    return Outcome(report.to_dict(), text)
+    report = gc(project, store, locks, only, dry_run=dry_run, grace=grace)
+    return Outcome(report.to_dict(), render_gc(report))
 
 
 @cli.command("run")

@@ -7,6 +7,7 @@ written, atomically.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ManifestError, UserError
@@ -78,3 +79,47 @@ def init_manifest(path: Path, schema_ref: str) -> None:
     text = STARTER.format(schema=schema_ref)
     parse_manifest(text, path)
     write_atomic(path, text)
+
+
+@dataclass(frozen=True)
+class AddResult:
+    manifest: Path
+    added: str
+
+    def to_dict(self) -> dict:
+        return {"manifest": str(self.manifest), "added": self.added}
+
+
+def workspace_entry(ref: str, name=None, include=(), exclude=(), quantize=None, group_size=None):
+    """(name, manifest entry) for `mlxk add REF`: an hf:// repo (ORG/REPO alone means hf://)
+    or a path: directory, with its patterns and an optional quantize step."""
+    from .clone import parse_ref
+
+    if not ref.startswith(("hf://", "path:")):
+        ref = "hf://" + ref
+    if ref.startswith("hf://"):
+        repo, revision = parse_ref(ref)
+        ref = f"hf://{repo}@{revision}" if "@" in ref else f"hf://{repo}"
+    elif ref == "path:":
+        raise UserError("add: path: needs a directory, e.g. path:../train/out")
+    name = name or ref.split("@")[0].rstrip("/").split("/")[-1].removeprefix("path:")
+    entry: dict = {"source": ref}
+    if include:
+        entry["include"] = list(include)
+    if exclude:
+        entry["exclude"] = list(exclude)
+    if quantize:
+        q = {"bits": int(quantize)}
+        if group_size:
+            q["group_size"] = int(group_size)
+        entry["steps"] = [{"convert": {"quantize": q}}]
+    return name, entry
+
+
+def add(
+    manifest: Path, ref: str, name=None, include=(), exclude=(), quantize=None, group_size=None
+) -> AddResult:
+    """`mlxk add`: one workspace appended to models.yaml, comments and order kept."""
+    name, entry = workspace_entry(ref, name, include, exclude, quantize, group_size)
+    add_workspace(manifest, name, entry)
+    return AddResult(manifest, name)

@@ -29,9 +29,10 @@ class GcReport:
     dry_run: bool = False
     locks: list[str] = field(default_factory=list)
     forgotten: list[dict] = field(default_factory=list)  # records dropped: {lock, reason}
+    grace: float = GRACE_SECONDS
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "grace"}
 
 
 def collect(store: Store, locks: dict, dry_run: bool = False, grace: float = GRACE_SECONDS):
@@ -101,3 +102,19 @@ def store_locks(store: Store, dry_run: bool = False) -> tuple[dict, list[dict]]:
                 "to keep only the locks you name",
             ) from None
     return out, forgotten
+
+
+def gc(project, store: Store, locks=(), only=(), dry_run: bool = False, grace=GRACE_SECONDS):
+    """`mlxk gc`: keep every blob of the locks recorded in the store, this project's and
+    `locks` (or, with `only`, of those alone); remove the rest older than `grace`."""
+    if only:
+        chosen, forgotten = read_locks(only), []
+    else:
+        chosen, forgotten = store_locks(store, dry_run=dry_run)
+        chosen.update(read_locks(locks))
+        if project is not None and not locks:
+            chosen[str(project.lock_path)] = project.current_lock(frozen=True, purpose="gc")[0]
+    report = collect(store, chosen, dry_run=dry_run, grace=grace)
+    report.forgotten = forgotten
+    report.grace = grace
+    return report

@@ -196,3 +196,17 @@ def find(arg: str, project, ws_home: Path | None) -> tuple[str, Path, str, objec
         f"no workspace named {arg!r} (in the manifest or under the workspace "
         "home) and no such directory"
     )
+
+
+def list_workspaces(project, home: Path | None, cache=None) -> list[WorkspaceInfo]:
+    """`mlxk list`: every workspace of the manifest and under `home`, inspected."""
+    return [
+        inspect(path, name, source, locked, cache=cache)
+        for name, path, source, locked in targets(project, home)
+    ]
+
+
+def show_workspace(target: str, project, home: Path | None, cache=None, with_files=False):
+    """`mlxk show`: one workspace (a name of the manifest or under `home`, or a path)."""
+    name, path, source, locked = find(target, project, home)
+    return inspect(path, name, source, locked, with_files=with_files, cache=cache)

@@ -306,3 +306,25 @@ def render_health(reports) -> str:
     if any(p.check == "exists" for _, r in reports for p in r.problems):
         lines.append("hint: a workspace that does not exist yet is made by `mlxk sync`")
     return "\n".join(lines)
+
+
+def render_gc(report) -> str:
+    verb = "would free" if report.dry_run else "freed"
+    young = ""
+    if report.young:
+        young = f" ({report.young} unreferenced but younger than {report.grace:g} s)"
+    lines = [
+        f"{verb} {human_size(report.freed_bytes)} ({report.removed} blobs); kept "
+        f"{report.kept + report.young} blobs, {human_size(report.kept_bytes)}, for "
+        f"{len(report.locks)} lock(s){young}"
+    ]
+    lines += [f"forgot {f['lock']}: {f['reason']}" for f in report.forgotten]
+    return "\n".join(lines)
+
+
+def render_clone(result) -> str:
+    return (
+        f"cloned hf://{result.repo}@{result.revision} ({result.commit[:12]}) into "
+        f"{result.path}: {result.files} files, {human_size(result.bytes)}\n"
+        f"content hash {result.content_hash}"
+    )
