@@ -98,6 +98,7 @@ class Manifest:
     home: Path  # absolute directory the workspaces go in
     store: Path | None  # from the manifest, if it set one
     workspaces: dict[str, WorkspaceSpec] = field(default_factory=dict)
+    link: str | None = None  # how sync places files, if the manifest says (not in the digest)
 
     @property
     def root(self) -> Path:
@@ -424,7 +425,7 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
             where=f"{label}:{line}:{col}",
             allow_pickle=bool(raw.get("allow_pickle", False)),
         )
-    return Manifest(path=path, home=home, store=store, workspaces=workspaces)
+    return Manifest(path=path, home=home, store=store, workspaces=workspaces, link=data.get("link"))
 
 
 def find_manifest(file: str | os.PathLike | None = None) -> Path:

@@ -27,6 +27,7 @@ class Settings:
     hf_endpoint: str | None = None  # HF_ENDPOINT
     hf_token: str | None = field(default=None, repr=False)  # HF_TOKEN (never shown)
     debug: bool = False  # MLXK_DEBUG
+    link: str | None = None  # MLXK_LINK: how sync places files (checked where it is used)
     environ: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
@@ -42,6 +43,7 @@ class Settings:
             hf_endpoint=get("HF_ENDPOINT", "").strip() or None,
             hf_token=get("HF_TOKEN", "").strip() or None,
             debug=bool(get("MLXK_DEBUG")),
+            link=get("MLXK_LINK", "").strip() or None,
             environ=tuple(sorted(env.items())),
         )
 

@@ -10,6 +10,8 @@ PY=${PYTHON:-python3}
 APT=()
 command -v git-lfs >/dev/null 2>&1 || APT+=(git-lfs)
 command -v ssh-keygen >/dev/null 2>&1 || APT+=(openssh-client)
+# xfsprogs: mkfs.xfs for the reflink tests on a loop-mounted XFS (tests/test_reflink_xfs.py)
+command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || [ -x /sbin/mkfs.xfs ] || APT+=(xfsprogs)
 if [ ${#APT[@]} -gt 0 ]; then
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
