@@ -1,7 +1,11 @@
 """One big file as several Range requests at once, into the store's partial file.
 
-The file is cut into pieces (`RangePolicy.piece` bytes); `connections` threads each take the
-lowest piece nobody has taken, GET it with `Range`, and write it at its offset. The calling
+The file is cut into pieces (`RangePolicy.piece_for`); up to `connections` threads each take
+the lowest piece nobody has taken, GET it with `Range`, and write it at its offset. The number
+of connections ramps: one, measured for a moment, then two; if two were clearly faster the
+server caps each connection (as CDNs do) and all of them start, else it goes back to one (one
+connection already gets what this machine can hash and write; more would only cost CPU). The
+calling
 thread hashes meanwhile, in file order, as the contiguous prefix grows: bytes that arrive near
 the hash position (within `buffer` bytes of it) are hashed from memory as they come; the rest
 are read back from the page cache once the prefix reaches them. So the hasher trails the
@@ -31,6 +35,8 @@ from .hashing import CHUNK, StreamHasher
 MIB = 1 << 20
 SAVE_EVERY = 1.0  # seconds between sidecar updates while downloading
 JOIN_WAIT = 1.0  # seconds the stopped threads get to finish their chunk
+PROBE = 0.3  # seconds one and then two connections are measured for
+SCALES = 1.7  # two connections at least this much faster than one: the server caps each
 
 # span(start, end) -> the bytes [start, end) of the file, or None if the server ignored Range
 Span = Callable[[int, int], Iterator[bytes] | None]
@@ -100,6 +106,34 @@ def prefix(pieces: list[tuple[int, int, int]]) -> int:
     return n
 
 
+class _Ramp:
+    """How many connections to use: one, then two; all of them if the second made the download
+    at least SCALES times faster (the server caps each connection), else one again (a single
+    connection already gets what this machine can hash and write: more only cost CPU)."""
+
+    def __init__(self, most: int):
+        self.most, self.limit = most, 1
+        self.stage = 0 if most > 1 else 2  # 0: measuring one, 1: measuring two, 2: decided
+        self.mark: tuple[float, int] | None = None
+        self.rate = 0.0
+
+    def step(self, now: float, got: int) -> int:
+        if self.stage == 2 or not got:
+            return self.limit
+        if self.mark is None:  # the window starts at the first byte
+            self.mark = (now, got)
+            return self.limit
+        began, had = self.mark
+        if now - began < PROBE:
+            return self.limit
+        rate = (got - had) / (now - began)
+        if self.stage == 0:
+            self.rate, self.limit, self.stage, self.mark = rate, 2, 1, (now, got)
+        else:
+            self.limit, self.stage = (self.most if rate >= SCALES * self.rate else 1), 2
+        return self.limit
+
+
 class RangedDownload:
     """One ranged download into `partial` (preallocated to `size`); `run()` returns the
     hasher of the whole file, or raises (the sidecar then says what is done)."""
@@ -112,21 +146,40 @@ class RangedDownload:
         self.hashed = 0
         self.cond = threading.Condition()
         self.error: BaseException | None = None
+        self.waiting: _Piece | None = None  # the piece the hasher waits on, if it waits
         self.saved = time.monotonic()
+        self.got = 0  # bytes received by this run
+        self.limit = 1  # connections that may take another piece
+        self.threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------ the connections
-    def _take(self) -> _Piece | None:
+    def _take(self, i: int) -> _Piece | None:
         with self.cond:
             for p in self.pieces:
-                if not p.taken and p.done < p.end - p.start and self.error is None:
+                if i >= self.limit or self.error is not None:
+                    break
+                if not p.taken and p.done < p.end - p.start:
                     p.taken = True
                     return p
         return None
 
-    def _connection(self) -> None:
+    def _grow(self, limit: int) -> None:
+        """Allow `limit` connections, starting the threads that are missing."""
+        left = sum(1 for p in self.pieces if not p.taken and p.top < p.end)
+        with self.cond:
+            self.limit = limit
+        while len(self.threads) < limit and left > 0:
+            i = len(self.threads)
+            t = threading.Thread(target=self._connection, args=(i,), name=f"mlxk-range-{i}")
+            t.daemon = True  # never holds the exit (a silent socket waits for its timeout)
+            self.threads.append(t)
+            t.start()
+            left -= 1
+
+    def _connection(self, i: int) -> None:
         try:
             with open(self.partial, "r+b", buffering=0) as f:
-                while (p := self._take()) is not None:
+                while (p := self._take(i)) is not None:
                     self._fetch_piece(f.fileno(), p)
         except BaseException as e:  # noqa: BLE001 (handed to the hashing thread, re-raised there)
             with self.cond:
@@ -170,7 +223,9 @@ class RangedDownload:
                 else:  # too far ahead of the hasher: it reads these back later
                     p.chunks = None
             p.done += len(chunk)
-            self.cond.notify_all()
+            self.got += len(chunk)
+            if self.waiting is p:  # the hasher waits for exactly this piece: wake it
+                self.cond.notify_all()
             if time.monotonic() - self.saved >= SAVE_EVERY:
                 self.save()
 
@@ -178,17 +233,14 @@ class RangedDownload:
     def run(self) -> StreamHasher:
         with self.cond:
             self.save()  # from now on the partial file is this download's
-        n = min(self.policy.connections, sum(1 for p in self.pieces if p.top < p.end))
-        threads = [
-            threading.Thread(target=self._connection, name=f"mlxk-range-{i}", daemon=True)
-            for i in range(n)
-        ]
-        for t in threads:
-            t.start()
+        ramp = _Ramp(self.policy.connections)
+        self._grow(1)
         try:
             with open(self.partial, "rb", buffering=0) as f:
                 for p in self.pieces:
                     while self.hashed < p.end:
+                        if ramp.step(time.monotonic(), self.got) != self.limit:
+                            self._grow(ramp.limit)
                         self._hash_some(f.fileno(), p)
         except BaseException as e:
             with self.cond:
@@ -197,7 +249,7 @@ class RangedDownload:
             raise
         finally:
             deadline = time.monotonic() + JOIN_WAIT
-            for t in threads:
+            for t in self.threads:
                 t.join(max(0.0, deadline - time.monotonic()))
             with self.cond:
                 self.save()
@@ -207,7 +259,9 @@ class RangedDownload:
         """Hash the next bytes of piece p that are there: from memory, or read back."""
         with self.cond:
             while p.top == self.hashed and self.error is None:
-                self.cond.wait(0.5)
+                self.waiting = p
+                self.cond.wait(0.1)  # also the pace of the ramp's decisions
+                self.waiting = None
             if self.error is not None:
                 raise self.error
             if p.chunks is not None and p.mem_from == self.hashed:

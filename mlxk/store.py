@@ -305,7 +305,7 @@ class Store:
         return size, digest
 
     # ------------------------------------------------------------ materialise
-    def materialize(self, hexdigest: str, dest: Path, link: str = "auto") -> str:
+    def materialize(self, hexdigest: str, dest: Path, link: str = "copy") -> str:
         """Place a blob at dest (a new path); returns how: "reflink", "hardlink" or "copy".
 
         `auto`: a reflink where the filesystem can, else a hardlink to the read-only blob, else
