@@ -6,12 +6,10 @@ Errors name the file, line, column and field path, e.g.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path, PurePosixPath
 
 import yaml
@@ -38,7 +36,8 @@ def manifest_schema() -> dict:
 
 @cache
 def _schema(kind_names: tuple[str, ...]) -> dict:
-    text = resources.files("mlxk").joinpath("schemas/manifest.schema.json").read_text()
+    # beside this module (importlib.resources costs a tenth of the start-up; mlxk is never zipped)
+    text = (Path(__file__).parent / "schemas" / "manifest.schema.json").read_text("utf-8")
     schema = json.loads(text)
     schema["$defs"]["source"] = source_schema(schema["$defs"]["source"])
     return schema
@@ -231,6 +230,8 @@ def _schema_message(err) -> tuple[tuple, str, bool]:
 
 def _unknown_key(err, schema: dict, path: tuple) -> tuple[tuple, str, bool]:
     """An unknown key (or step), with did-you-mean."""
+    import difflib
+
     allowed = sorted(schema.get("properties", {}))
     extra = [k for k in err.instance if k not in schema.get("properties", {})]
     key = str(extra[0]) if extra else "?"
@@ -252,6 +253,10 @@ def _unknown_key(err, schema: dict, path: tuple) -> tuple[tuple, str, bool]:
 
 
 def _validate(data, label: str, values: dict, keys: dict) -> None:
+    from .minischema import is_valid
+
+    if is_valid(data, manifest_schema()):
+        return  # valid for certain: jsonschema (slow to import) only words errors
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(manifest_schema())
