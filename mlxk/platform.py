@@ -1,11 +1,13 @@
-"""The two things mlxk needs from the OS beyond POSIX, behind one seam: clone a file
-copy-on-write, and swap two directories atomically.
+"""The things mlxk needs from the OS beyond POSIX, behind one seam: clone a file
+copy-on-write, swap two directories atomically, and start writeback early.
 
 | OS | `clone_file` | `exchange_dirs` |
 | --- | --- | --- |
 | Linux | `ioctl(FICLONE)` (btrfs, XFS, bcachefs) | `renameat2(RENAME_EXCHANGE)` |
 | macOS | `clonefile(2)` (APFS) | `renamex_np(RENAME_SWAP)` |
 | others | never | never |
+
+`start_writeback` is Linux's `sync_file_range(WRITE)` and nothing elsewhere.
 
 Each answers False where the OS or the filesystem cannot do it, and the caller falls back (a
 hardlink or a copy; two renames). The C functions are reached through `Platform.lookup`, so
@@ -28,6 +30,7 @@ RENAME_EXCHANGE = 2  # linux/fs.h
 RENAME_SWAP = 2  # macOS sys/stdio.h
 AT_FDCWD = -100
 CLONE_NOFOLLOW = 1  # macOS sys/clonefile.h
+SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
 # errnos that mean "this kernel or filesystem cannot": fall back, nothing failed
 NOT_SUPPORTED = frozenset(
     {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.ENOTTY}
@@ -74,6 +77,16 @@ class Platform:
             return False
         raise OSError(err, os.strerror(err), str(a))
 
+    def start_writeback(self, fd: int, offset: int, nbytes: int) -> None:
+        """Start writing a range of a file to disk now, without waiting for it (Linux
+        `sync_file_range(WRITE)`), so the fsync at the end has little left to wait for.
+        Elsewhere, or if it fails, nothing: it only changes when the writing happens."""
+        if self.system != "linux":
+            return
+        fn = self.lookup("sync_file_range")
+        if fn is not None:
+            fn(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)
+
 
 def _ficlone(src: Path, dest: Path) -> bool:
     import fcntl
@@ -95,6 +108,7 @@ _ARGTYPES = {  # filled with ctypes types on first use (ctypes stays off the sta
     "renameat2": ("int", "char_p", "int", "char_p", "uint"),
     "renamex_np": ("char_p", "char_p", "uint"),
     "clonefile": ("char_p", "char_p", "uint32"),
+    "sync_file_range": ("int", "int64", "int64", "uint"),
 }
 
 
@@ -127,3 +141,7 @@ def clone_file(src: Path, dest: Path) -> bool:
 
 def exchange_dirs(a: Path, b: Path) -> bool:
     return current().exchange_dirs(a, b)
+
+
+def start_writeback(fd: int, offset: int, nbytes: int) -> None:
+    current().start_writeback(fd, offset, nbytes)

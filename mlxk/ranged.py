@@ -29,12 +29,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import platform
 from .errors import SourceError
 from .hashing import CHUNK, StreamHasher
 
 MIB = 1 << 20
 SAVE_EVERY = 1.0  # seconds between sidecar updates while downloading
 JOIN_WAIT = 1.0  # seconds the stopped threads get to finish their chunk
+WRITEBACK = 16 * MIB  # bytes written between starting their writeback (sync_file_range)
 PROBE = 0.3  # seconds one and then two connections are measured for
 SCALES = 1.7  # two connections at least this much faster than one: the server caps each
 
@@ -48,7 +50,7 @@ class RangePolicy:
     piece: int = 32 * MIB  # bytes per Range request, at most
     min_piece: int = 8 * MIB  # and at least: a smaller file gets smaller pieces, for every
     connections: int = 8  # parallel requests per file (connection to have some)
-    buffer: int = 16 * MIB  # bytes held for the hasher, ahead of its position
+    buffer: int = 8 * MIB  # bytes held in memory for the hasher, ahead of its position
 
     def piece_for(self, size: int) -> int:
         """Pieces small enough for two per connection, within [min_piece, piece]."""
@@ -202,6 +204,7 @@ class RangedDownload:
             )
 
     def _write_piece(self, fd: int, p: _Piece, chunks: Iterator[bytes]) -> None:
+        flushed = p.top
         for chunk in chunks:
             if self.error is not None:
                 return
@@ -212,6 +215,9 @@ class RangedDownload:
             while view:
                 view = view[os.pwrite(fd, view, p.top + len(chunk) - len(view)) :]
             self._advance(p, chunk)
+            if p.top - flushed >= WRITEBACK or p.top == p.end:
+                platform.start_writeback(fd, flushed, p.top - flushed)
+                flushed = p.top
             if self.on_bytes:
                 self.on_bytes(n)
 
@@ -224,8 +230,8 @@ class RangedDownload:
                     p.chunks = None
             p.done += len(chunk)
             self.got += len(chunk)
-            if self.waiting is p:  # the hasher waits for exactly this piece: wake it
-                self.cond.notify_all()
+            if self.waiting is p and (p.top - self.hashed >= CHUNK or p.top == p.end):
+                self.cond.notify_all()  # the hasher waits for this piece: wake it for a batch
             if time.monotonic() - self.saved >= SAVE_EVERY:
                 self.save()
 

@@ -25,6 +25,7 @@ from .ranged import RangePolicy
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _PARTIAL_KEY = re.compile(r"(sha256-[0-9a-f]{64}|gitsha1-[0-9a-f]{40})")
+WRITEBACK = 16 << 20  # bytes downloaded between starting their writeback (sync_file_range)
 LINK_MODES = ("auto", "copy", "hardlink")
 # what each link mode tries, in order, before a plain copy
 LINK_ORDER = {
@@ -210,9 +211,15 @@ class Store:
         if start != offset:  # the source could not resume: start over
             hasher, mode = StreamHasher(size if gitsha1 else None), "wb"
         with open(partial, mode) as f:
+            done = written = f.tell()
             for chunk in chunks:
                 f.write(chunk)
                 hasher.update(chunk)
+                written += len(chunk)
+                if written - done >= WRITEBACK:  # to disk while downloading, not all at the end
+                    f.flush()
+                    platform.start_writeback(f.fileno(), done, written - done)
+                    done = written
                 if on_bytes:
                     on_bytes(len(chunk))
             f.flush()

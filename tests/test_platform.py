@@ -217,3 +217,15 @@ def test_switching_in_where_the_swap_fails_changes_nothing(tmp_path, monkeypatch
     with pytest.raises(PermissionError):
         switch_in(staging, target)
     assert (target / "old").exists() and (staging / "new").exists()
+
+
+def test_writeback_starts_with_sync_file_range_on_linux_only(tmp_path):
+    libc = FakeLibc(sync_file_range=lambda *args: (0, 0))
+    Platform("linux", libc.lookup).start_writeback(7, 4096, 1 << 20)
+    Platform("darwin", libc.lookup).start_writeback(7, 4096, 1 << 20)
+    Platform("linux", FakeLibc().lookup).start_writeback(7, 0, 1)  # no such call: nothing
+    assert libc.calls == [("sync_file_range", 7, 4096, 1 << 20, platform.SYNC_FILE_RANGE_WRITE)]
+    with open(tmp_path / "f", "wb") as f:  # and the real one here
+        f.write(b"x" * 8192)
+        f.flush()
+        platform.start_writeback(f.fileno(), 0, 8192)
