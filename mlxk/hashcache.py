@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -40,6 +39,8 @@ class HashCache:
         self._new: dict[tuple[int, int], tuple[int, int, int, str]] = {}
         self._lock = threading.Lock()
         if path.is_file():
+            import sqlite3  # here, not at the top: a full verify never opens the cache
+
             try:
                 db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
                 with contextlib.closing(db), db:  # closed now, not when collected
@@ -72,6 +73,8 @@ class HashCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError:
             return  # an unusable store is reported by the commands that need it, not here
+        import sqlite3
+
         with self._lock:
             rows = [(d, i, *v) for (d, i), v in self._new.items()]
             try:

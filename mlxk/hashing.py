@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -61,23 +61,42 @@ def hash_file(path: str | os.PathLike, git: bool = False) -> tuple[int, str, str
 
 
 def hash_files(paths: Iterable[Path], jobs: int | None = None, on_done=None) -> dict[Path, tuple]:
-    """Hash many files in parallel; returns {path: (size, sha256)}. `on_done(path, size)` ticks."""
+    """Hash many files in parallel; returns {path: (size, sha256)}. `on_done(path, size)` ticks.
+
+    Plain threads taking the next path in turn (concurrent.futures would add its import, and
+    logging's, to the start-up of every verify)."""
     paths = list(paths)
-    jobs = jobs or min(8, os.cpu_count() or 2)
+    jobs = min(jobs or min(8, os.cpu_count() or 2), len(paths))
     out: dict[Path, tuple] = {}
+    todo = iter(paths)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
 
-    def one(p: Path):
-        size, digest, _ = hash_file(p)
-        if on_done:
-            on_done(p, size)
-        return p, (size, digest)
+    def worker() -> None:
+        while not errors:
+            with lock:
+                p = next(todo, None)
+            if p is None:
+                return
+            try:
+                size, digest, _ = hash_file(p)
+            except BaseException as e:  # noqa: BLE001 (re-raised by the caller's thread)
+                errors.append(e)
+                return
+            out[p] = (size, digest)
+            if on_done:
+                on_done(p, size)
 
-    if jobs <= 1 or len(paths) <= 1:
-        return dict(one(p) for p in paths)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for p, value in pool.map(one, paths):
-            out[p] = value
-    return out
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(0, jobs - 1))]
+    for t in threads:
+        t.start()
+    worker()  # the calling thread is one of them
+    for t in threads:
+        if not errors:  # after a failure (or Ctrl-C) nobody waits for a whole file to end
+            t.join()
+    if errors:
+        raise errors[0]
+    return {p: out[p] for p in paths}
 
 
 def content_hash(files: Iterable[tuple[str, str]]) -> str:

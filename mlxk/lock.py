@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -340,6 +339,8 @@ def _mode_for(path: Path) -> int:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temp file in the same directory, fsync, then rename over the target."""
+    import tempfile  # only writers need it: keep it off verify's start-up
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, _mode_for(path))

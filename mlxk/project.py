@@ -8,28 +8,26 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import lock as lockfile
-from .build import Builder
 from .errors import IntegrityError, LockError, SourceError, UserError
-from .fetch import Fetcher
 from .hashcache import HashCache
 from .lock import Lock
 from .manifest import Manifest, load_manifest
-from .plan import Plan, Provenance, make_plan
 from .resolve import resolve, stale_reasons, steps_outdated
 from .settings import Settings
 from .store import LINK_MODES, Store, default_store_root
-from .sync import (
-    SyncResult,
-    build_workspace,
-    check_space,
-    recover,
-    remove_workspace,
-)
 from .verify import Verification, verify_workspace
 from .workspace import STAGING, WorkspaceState, prime, scan, sentinel_text
+
+if TYPE_CHECKING:  # what only lock, plan and sync need is imported there (start-up of verify)
+    from .build import Builder
+    from .fetch import Fetcher
+    from .plan import Plan
+    from .sync import SyncResult
 
 DEFAULT_JOBS = 4
 
@@ -136,13 +134,28 @@ class Project:
         self.store = store or Store(root)
         self.jobs = jobs
         self.ui = ui or NullUI()
-        self.fetcher = Fetcher(
-            self.store, manifest.root, offline=offline, settings=self.settings, clients=clients
-        )
-        self.builder = Builder(self.store, self.fetcher, ui=self.ui)
+        self._offline, self._clients = offline, clients
         self._build_lock = threading.Lock()
         self._hash_cache = None
         self.fetched = {"files": 0, "bytes": 0}  # fetched from sources by this process
+
+    @cached_property
+    def fetcher(self) -> Fetcher:
+        from .fetch import Fetcher
+
+        return Fetcher(
+            self.store,
+            self.manifest.root,
+            offline=self._offline,
+            settings=self.settings,
+            clients=self._clients,
+        )
+
+    @cached_property
+    def builder(self) -> Builder:
+        from .build import Builder
+
+        return Builder(self.store, self.fetcher, ui=self.ui)
 
     @staticmethod
     def default_store(settings: Settings | None = None) -> Store:
@@ -307,6 +320,8 @@ class Project:
         return out
 
     def plan(self, lock: Lock | None = None, prune: bool = False) -> Plan:
+        from .plan import Provenance, make_plan
+
         lock = lock or self.current_lock(frozen=True, purpose="plan")[0]
         states = {n: self.scan_workspace(n) for n in lock.workspaces}
         sentinels = {n: sentinel_text(n, ws) for n, ws in lock.workspaces.items()}
@@ -401,6 +416,8 @@ class Project:
         link: str | None = None,
         rebuild=(),
     ) -> SyncReport:
+        from .sync import SyncResult, build_workspace, check_space, recover, remove_workspace
+
         link = self.link_mode(link)
         flock = self._exclusive()
         try:

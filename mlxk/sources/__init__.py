@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fnmatch
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import ClassVar
@@ -168,6 +167,8 @@ def choose(listing, include, exclude, label: str, origin: str, fetch_sha, jobs: 
         if f.sha256:
             return FileEntry(path=f.path, size=f.size, hash=f.sha256)
         return FileEntry(path=f.path, size=f.size, hash=fetch_sha(f), hub_hash=f.gitsha1)
+
+    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return tuple(pool.map(entry, chosen))
