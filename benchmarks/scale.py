@@ -304,8 +304,9 @@ def scale_one(ctx: base.Ctx, g: int, last: bool) -> dict:
 
 
 def need(g: int, last: bool, factor: float) -> int:
-    """Disk a size needs at its peak: data, store, hf's copy (+ tar and an imported store)."""
-    return int((5 if last else 3) * g * GIB * factor + 2 * GIB)
+    """Disk a size needs at its peak: the data, the store and one more copy (hf's download;
+    then the tar; then, the store gone, the imported store), the workspace being hardlinks."""
+    return int(3 * g * GIB * factor + 4 * GIB)
 
 
 def bench_scale(ctx: base.Ctx, sizes: list[int]) -> str:

@@ -1,15 +1,15 @@
 """One big file as several Range requests at once, into the store's partial file.
 
-The file is cut into pieces (`RangePolicy.piece_for`); up to `connections` threads each take
-the lowest piece nobody has taken, GET it with `Range`, and write it at its offset. The number
-of connections ramps: one, measured for a moment, then two; if two were clearly faster the
-server caps each connection (as CDNs do) and all of them start, else it goes back to one (one
-connection already gets what this machine can hash and write; more would only cost CPU). The
-calling
-thread hashes meanwhile, in file order, as the contiguous prefix grows: bytes that arrive near
-the hash position (within `buffer` bytes of it) are hashed from memory as they come; the rest
-are read back from the page cache once the prefix reaches them. So the hasher trails the
-download by about `connections` pieces and every byte is hashed exactly once.
+The calling thread streams the file (one Range request to its end) and hashes it as it comes,
+as a plain download does. After PROBE seconds a helper connection takes the file's last piece;
+if the two together were SCALES times faster than the stream alone, the server caps each
+connection (as CDNs do): what the stream has not reached is cut into pieces (`piece_for`) and
+up to `connections` threads each take the lowest piece nobody has taken, GET it and write it
+at its offset, while the calling thread, its own piece done, hashes on in file order as the
+contiguous prefix grows (bytes within `buffer` of the hash position from memory, the rest read
+back from the page cache). Otherwise one connection already gets what this machine can hash
+and write: the helper ends with its piece and the stream goes on alone, at a plain download's
+cost. Every byte is hashed once, and none is asked for twice.
 
 What has been written is recorded beside the partial file (`<key>.parts`, JSON: the size and
 each piece's start, end and bytes done), at most once a second and whenever the download
@@ -38,7 +38,7 @@ SAVE_EVERY = 1.0  # seconds between sidecar updates while downloading
 JOIN_WAIT = 1.0  # seconds the stopped threads get to finish their chunk
 WRITEBACK = 16 * MIB  # bytes written between starting their writeback (sync_file_range)
 PROBE = 0.3  # seconds one and then two connections are measured for
-SCALES = 1.7  # two connections at least this much faster than one: the server caps each
+SCALES = 1.7  # two connections at least this much faster than one: the server caps each one
 
 # span(start, end) -> the bytes [start, end) of the file, or None if the server ignored Range
 Span = Callable[[int, int], Iterator[bytes] | None]
@@ -62,17 +62,25 @@ class NoRanges(Exception):
 
 
 class _Piece:
-    __slots__ = ("start", "end", "done", "taken", "chunks", "mem_from")
+    __slots__ = ("start", "end", "done", "taken", "helper", "chunks", "mem_from")
 
     def __init__(self, start: int, end: int, done: int = 0):
         self.start, self.end, self.done = start, end, done
-        self.taken = False
+        self.taken = self.helper = False  # taken by someone; by a helper connection
         self.chunks: deque[bytes] | None = deque()  # bytes [mem_from, start + done), in memory
         self.mem_from = start + done
 
     @property
     def top(self) -> int:
         return self.start + self.done
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    n = os.pwrite(fd, data, offset)
+    if n < len(data):  # a short write (rare): the rest, in as many calls as it takes
+        view = memoryview(data)
+        while n < len(data):
+            n += os.pwrite(fd, view[n:], offset + n)
 
 
 def sidecar_path(partial: Path) -> Path:
@@ -108,34 +116,6 @@ def prefix(pieces: list[tuple[int, int, int]]) -> int:
     return n
 
 
-class _Ramp:
-    """How many connections to use: one, then two; all of them if the second made the download
-    at least SCALES times faster (the server caps each connection), else one again (a single
-    connection already gets what this machine can hash and write: more only cost CPU)."""
-
-    def __init__(self, most: int):
-        self.most, self.limit = most, 1
-        self.stage = 0 if most > 1 else 2  # 0: measuring one, 1: measuring two, 2: decided
-        self.mark: tuple[float, int] | None = None
-        self.rate = 0.0
-
-    def step(self, now: float, got: int) -> int:
-        if self.stage == 2 or not got:
-            return self.limit
-        if self.mark is None:  # the window starts at the first byte
-            self.mark = (now, got)
-            return self.limit
-        began, had = self.mark
-        if now - began < PROBE:
-            return self.limit
-        rate = (got - had) / (now - began)
-        if self.stage == 0:
-            self.rate, self.limit, self.stage, self.mark = rate, 2, 1, (now, got)
-        else:
-            self.limit, self.stage = (self.most if rate >= SCALES * self.rate else 1), 2
-        return self.limit
-
-
 class RangedDownload:
     """One ranged download into `partial` (preallocated to `size`); `run()` returns the
     hasher of the whole file, or raises (the sidecar then says what is done)."""
@@ -151,103 +131,171 @@ class RangedDownload:
         self.waiting: _Piece | None = None  # the piece the hasher waits on, if it waits
         self.saved = time.monotonic()
         self.got = 0  # bytes received by this run
-        self.limit = 1  # connections that may take another piece
+        self.limit = 0  # helper connections that may take another piece
         self.threads: list[threading.Thread] = []
+        self.stage, self.mark, self.rate = 0, None, 0.0  # the probe (see `_tick`)
+        self.helped = 0  # bytes received by helper connections
 
-    # ------------------------------------------------------------ the connections
+    # ------------------------------------------------------------ helper connections
     def _take(self, i: int) -> _Piece | None:
         with self.cond:
             for p in self.pieces:
                 if i >= self.limit or self.error is not None:
                     break
-                if not p.taken and p.done < p.end - p.start:
-                    p.taken = True
+                if not p.taken and p.top < p.end:
+                    p.taken = p.helper = True
                     return p
         return None
 
     def _grow(self, limit: int) -> None:
-        """Allow `limit` connections, starting the threads that are missing."""
-        left = sum(1 for p in self.pieces if not p.taken and p.top < p.end)
+        """Allow `limit` helper connections, starting the threads that are missing."""
         with self.cond:
             self.limit = limit
-        while len(self.threads) < limit and left > 0:
+            left = sum(1 for p in self.pieces if not p.taken and p.top < p.end)
+        while len(self.threads) < min(limit, len(self.threads) + left):
             i = len(self.threads)
-            t = threading.Thread(target=self._connection, args=(i,), name=f"mlxk-range-{i}")
+            t = threading.Thread(target=self._helper, args=(i,), name=f"mlxk-range-{i}")
             t.daemon = True  # never holds the exit (a silent socket waits for its timeout)
             self.threads.append(t)
             t.start()
-            left -= 1
 
-    def _connection(self, i: int) -> None:
+    def _helper(self, i: int) -> None:
         try:
             with open(self.partial, "r+b", buffering=0) as f:
                 while (p := self._take(i)) is not None:
-                    self._fetch_piece(f.fileno(), p)
+                    self._fetch_piece(f.fileno(), p, inband=False)
         except BaseException as e:  # noqa: BLE001 (handed to the hashing thread, re-raised there)
             with self.cond:
                 self.error = self.error or e
                 self.cond.notify_all()
 
-    def _fetch_piece(self, fd: int, p: _Piece) -> None:
+    def _fetch_piece(self, fd: int, p: _Piece, inband: bool) -> None:
         chunks = self.span(p.top, p.end)
         if chunks is None:
             raise NoRanges
         try:
-            self._write_piece(fd, p, chunks)
+            self._write_piece(fd, p, chunks, inband)
         finally:
             if hasattr(chunks, "close"):
-                chunks.close()  # the response, also when stopping mid-piece
+                chunks.close()  # the response, also when stopping mid-piece or at a new end
         if p.top < p.end and self.error is None:
             raise SourceError(
                 f"{self.label}: download interrupted at byte {p.top} (of {p.start}-{p.end - 1})",
                 hint="run the command again: the download resumes where it stopped",
             )
 
-    def _write_piece(self, fd: int, p: _Piece, chunks: Iterator[bytes]) -> None:
+    def _write_piece(self, fd: int, p: _Piece, chunks: Iterator[bytes], inband: bool) -> None:
+        """Write a piece's bytes at their offsets; `inband`: this is the hashing thread, at
+        the hash position, so it hashes them as they come (and drives the probe)."""
         flushed = p.top
         for chunk in chunks:
             if self.error is not None:
                 return
-            n = len(chunk)
-            if p.top + n > p.end:
-                raise SourceError(f"{self.label}: more than bytes {p.start}-{p.end - 1} came")
-            view = memoryview(chunk)
-            while view:
-                view = view[os.pwrite(fd, view, p.top + len(chunk) - len(view)) :]
-            self._advance(p, chunk)
+            if p.top + len(chunk) > p.end:
+                if not inband:
+                    raise SourceError(f"{self.label}: more than bytes {p.start}-{p.end - 1} came")
+                chunk = chunk[: p.end - p.top]  # the piece was cut shorter meanwhile
+            _pwrite_all(fd, chunk, p.top)
+            if inband:
+                self.hasher.update(chunk)
+                self.hashed += len(chunk)
+            self._advance(p, chunk, inband)
             if p.top - flushed >= WRITEBACK or p.top == p.end:
                 platform.start_writeback(fd, flushed, p.top - flushed)
                 flushed = p.top
             if self.on_bytes:
-                self.on_bytes(n)
+                self.on_bytes(len(chunk))
+            if inband:
+                self._tick(p)
+            if p.top >= p.end:
+                return
 
-    def _advance(self, p: _Piece, chunk: bytes) -> None:
+    def _advance(self, p: _Piece, chunk: bytes, inband: bool) -> None:
         with self.cond:
-            if p.chunks is not None:
+            if inband:
+                p.chunks = None  # hashed already, by this thread
+            elif p.chunks is not None:
                 if p.top + len(chunk) - self.hashed <= self.policy.buffer:
                     p.chunks.append(chunk)
                 else:  # too far ahead of the hasher: it reads these back later
                     p.chunks = None
             p.done += len(chunk)
             self.got += len(chunk)
+            self.helped += 0 if inband else len(chunk)
             if self.waiting is p and (p.top - self.hashed >= CHUNK or p.top == p.end):
                 self.cond.notify_all()  # the hasher waits for this piece: wake it for a batch
             if time.monotonic() - self.saved >= SAVE_EVERY:
                 self.save()
 
+    # ------------------------------------------------------------ the probe
+    def _tick(self, stream: _Piece) -> None:
+        """While the hashing thread streams: after PROBE seconds alone, a helper takes the
+        file's last piece; after PROBE more, if the two were SCALES times faster than one (the
+        server caps each connection), the rest of the stream is cut into pieces for every
+        connection; else the helper stops after its piece and the stream goes on alone."""
+        if self.stage == 2 or self.policy.connections < 2:
+            return
+        now = time.monotonic()
+        if self.mark is None:  # a window starts at the first byte (of the helper, in stage 1)
+            if self.stage == 0 or self.helped:
+                self.mark = (now, self.got)
+            return
+        began, had = self.mark
+        if now - began < PROBE and (self.stage == 0 or self._helper_busy()):
+            return  # (in stage 1 the window also ends when the helper's piece is done)
+        rate = (self.got - had) / (now - began)
+        self.mark = (now, self.got)
+        if self.stage == 0:
+            self.stage, self.rate, self.mark = 1, rate, None
+            self._split_tail(stream)
+            self._grow(1)
+        elif rate >= SCALES * self.rate:
+            self.stage = 2
+            self._split_rest(stream)
+            self._grow(self.policy.connections)  # the stream ends one piece on
+        else:
+            self.stage = 2
+            self._grow(0)  # the helper ends with its piece
+
+    def _helper_busy(self) -> bool:
+        return any(p.helper and p.top < p.end for p in self.pieces)
+
+    def _split_tail(self, stream: _Piece) -> None:
+        """Give the end of the stream's piece to a helper (enough for a probe window at the
+        stream's rate), unless there is a piece to take already."""
+        piece = self.policy.piece_for(self.size)
+        tail = min(max(piece, int(2 * PROBE * self.rate)), 2 * piece)
+        with self.cond:
+            if any(not p.taken and p.top < p.end for p in self.pieces):
+                return
+            if stream.end - stream.top >= 3 * tail:
+                self._insert(stream, stream.end - tail, stream.end)
+
+    def _split_rest(self, stream: _Piece) -> None:
+        """Cut what the stream has not reached into pieces for the helpers."""
+        piece = self.policy.piece_for(self.size)
+        with self.cond:
+            cut_at = stream.top + piece
+            if stream.end - cut_at >= piece:
+                for a, b, _ in reversed(cut(cut_at, stream.end, piece)):
+                    self._insert(stream, a, b)
+
+    def _insert(self, stream: _Piece, a: int, b: int) -> None:
+        """A new piece [a, b) from the end of the stream's piece (holding `cond`)."""
+        stream.end = a
+        self.pieces.insert(self.pieces.index(stream) + 1, _Piece(a, b))
+        self.save()
+
     # ------------------------------------------------------------ the hashing thread
     def run(self) -> StreamHasher:
         with self.cond:
             self.save()  # from now on the partial file is this download's
-        ramp = _Ramp(self.policy.connections)
-        self._grow(1)
         try:
-            with open(self.partial, "rb", buffering=0) as f:
-                for p in self.pieces:
-                    while self.hashed < p.end:
-                        if ramp.step(time.monotonic(), self.got) != self.limit:
-                            self._grow(ramp.limit)
-                        self._hash_some(f.fileno(), p)
+            with open(self.partial, "r+b", buffering=0) as f:
+                i = 0
+                while i < len(self.pieces):
+                    self._next(f.fileno(), self.pieces[i])
+                    i += 1
         except BaseException as e:
             with self.cond:
                 self.error = self.error or e
@@ -261,12 +309,24 @@ class RangedDownload:
                 self.save()
         return self.hasher
 
+    def _next(self, fd: int, p: _Piece) -> None:
+        """Hash piece p; if nobody has taken it, stream it here first (hashing as it comes)."""
+        with self.cond:
+            mine = not p.taken and p.top < p.end and (self.stage == 0 or self.limit == 0)
+            p.taken = p.taken or mine
+        if mine:
+            while self.hashed < p.top:  # what an earlier run left of it
+                self._hash_some(fd, p)
+            self._fetch_piece(fd, p, inband=True)
+        while self.hashed < p.end:
+            self._hash_some(fd, p)
+
     def _hash_some(self, fd: int, p: _Piece) -> None:
         """Hash the next bytes of piece p that are there: from memory, or read back."""
         with self.cond:
             while p.top == self.hashed and self.error is None:
                 self.waiting = p
-                self.cond.wait(0.1)  # also the pace of the ramp's decisions
+                self.cond.wait(0.5)
                 self.waiting = None
             if self.error is not None:
                 raise self.error

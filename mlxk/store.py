@@ -255,7 +255,7 @@ class Store:
         if pieces is None:
             have = self._stream_leftover(partial, size)
             pieces = [(0, have, have)] if have else []
-            pieces += ranged.cut(have, size, self.ranges.piece_for(size))
+            pieces.append((have, size, 0))  # streamed; cut into more pieces if that pays
             with open(partial, "ab") as f:
                 f.truncate(size)  # sparse; each piece is written at its offset
         git = gitsha1 is not None
