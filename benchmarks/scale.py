@@ -61,6 +61,13 @@ log = base.log
 f2, med = base.f2, base.med
 
 
+def settle() -> None:
+    """Flush everything: twice, so what a loop-mounted filesystem flushed into its backing
+    file on the first pass is on disk too (else the next run pays for it)."""
+    os.sync()
+    os.sync()
+
+
 def du(*paths: Path) -> int:
     """Bytes of disk the paths use, a hardlinked inode counted once (GNU du, one call)."""
     out = subprocess.run(
@@ -83,7 +90,7 @@ def hf_run(ctx: base.Ctx, repo_id: str, where: Path, sec: str) -> base.Proc:
     r = ctx.run(cmd, env, d, section=sec, shown=f"hf download {repo_id} --local-dir LOCAL_DIR")
     base.check_files(d / "local", ctx.repo(repo_id))
     shutil.rmtree(d)
-    os.sync()
+    settle()
     return r
 
 
@@ -96,7 +103,7 @@ def sync_run(ctx, repo_id: str, root: Path, sec: str, args=(), keep=False):
     base.check_files(p.home / "m", ctx.repo(repo_id))
     if not keep:
         shutil.rmtree(root)
-    os.sync()
+    settle()
     return r, p
 
 
@@ -110,13 +117,13 @@ def pair(ctx, repo_id: str, where: Path, sec: str, runs: int, on_disk=None) -> d
                 continue
             before = used(where) if on_disk == "statvfs" else 0
             r, p = sync_run(ctx, repo_id, where / "mlxk-run", sec, keep=True)
-            os.sync()
+            settle()
             if on_disk == "statvfs":
                 out["disk"].append(used(where) - before)
             elif on_disk == "du":
                 out["disk"].append(du(p.store, p.home))
             shutil.rmtree(p.root)
-            os.sync()
+            settle()
             out["mlxk"].append(r)
     return out
 
