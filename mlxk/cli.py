@@ -209,7 +209,22 @@ def plan_cmd(ui, file, prune):
     type=click.Path(exists=True),
     default=None,
     metavar="BUNDLE",
-    help="Import BUNDLE first (every blob checked into the store), then sync.",
+    help="Import BUNDLE first (only the blobs the local lock names, each checked; with no "
+    "manifest and lock here, the bundle's), then sync.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --from: let the bundle's manifest and lock replace the ones here.",
+)
+@click.option(
+    "--allowed-signers",
+    "allowed_signers",
+    type=click.Path(),
+    default=None,
+    metavar="FILE",
+    help="With --from: refuse (exit 3) a bundle not signed by a key in FILE (default "
+    "$MLXK_ALLOWED_SIGNERS, else the manifest's allowed_signers).",
 )
 @click.option(
     "--rebuild",
@@ -221,18 +236,38 @@ def plan_cmd(ui, file, prune):
     "to the lock (exit 3 if not).",
 )
 @command("sync")
-def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, from_bundle, rebuild):
+def sync_cmd(
+    ui,
+    file,
+    locked,
+    frozen,
+    offline,
+    prune,
+    jobs,
+    link,
+    from_bundle,
+    force,
+    allowed_signers,
+    rebuild,
+):
     """Make the workspaces on disk match the lock (locking first if it is missing or stale)."""
-    from .output import render_sync
+    from .output import render_import, render_sync
 
+    imported = None
     if from_bundle:
         from .project import import_bundle
 
-        _, dest = import_bundle(from_bundle, file, force=True, ui=ui)
-        file = str(dest)
+        imported = import_bundle(from_bundle, file, force, ui, allowed_signers)
+        file = str(imported.manifest)
+    elif force or allowed_signers:
+        raise UserError("--force and --allowed-signers go with --from BUNDLE")
     project = _project(file, ui, jobs, offline=offline)
     report = project.sync(locked=locked, frozen=frozen, prune=prune, link=link, rebuild=rebuild)
-    return Outcome(report.to_dict(), render_sync(report))
+    data, text = report.to_dict(), render_sync(report)
+    if imported:
+        data["import"] = imported.to_dict()
+        text = render_import(imported) + "\n" + text
+    return Outcome(data, text)
 
 
 @cli.command("verify")
@@ -257,11 +292,21 @@ def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, from_bundle, 
     "bundle",
     type=click.Path(exists=True),
     default=None,
-    help="Verify a bundle instead: every blob hashed against the bundle's own lock.",
+    help="Verify a bundle instead: every blob hashed against the bundle's own lock, its "
+    "signature shown, and (next to a lock) whether it carries every blob that lock needs.",
+)
+@click.option(
+    "--allowed-signers",
+    "allowed_signers",
+    type=click.Path(),
+    default=None,
+    metavar="FILE",
+    help="With --bundle: refuse (exit 3) a bundle not signed by a key in FILE (default "
+    "$MLXK_ALLOWED_SIGNERS, else the manifest's allowed_signers).",
 )
 @click.option("--locked", is_flag=True, help="Fail (exit 2) if the lock is stale.")
 @command("verify")
-def verify_cmd(ui, file, names, jobs, fast, bundle, locked):
+def verify_cmd(ui, file, names, jobs, fast, bundle, allowed_signers, locked):
     """Read-only: rehash every file and compare with the lock. Exit 0: match; 1: drift.
 
     Plain verify always rehashes every byte (CI should not trust a cache). It never changes
@@ -271,11 +316,19 @@ def verify_cmd(ui, file, names, jobs, fast, bundle, locked):
 
     if bundle:
         from .bundle import verify_bundle
+        from .project import signers_file
 
-        report = verify_bundle(bundle)
+        project = _maybe_project(file, ui)
+        manifest = project.manifest if project else None
+        trusted = signers_file(allowed_signers, Settings.from_env(), manifest)
+        lock = project.read_lock() if project else None
+        local = (project.shown(project.lock_path), lock) if lock else None
+        report = verify_bundle(bundle, trusted, local)
         code = EXIT_OK if report.ok else EXIT_CHANGES
         status = "ok" if report.ok else "drift"
         return Outcome(report.to_dict(), render_bundle(report, "verified"), code, status)
+    if allowed_signers:
+        raise UserError("--allowed-signers goes with --bundle")
     project = _project(file, ui, jobs)
     result = project.verify(list(names) or None, fast=fast, locked=locked)
     code = EXIT_OK if result.ok else EXIT_CHANGES
@@ -286,30 +339,55 @@ def verify_cmd(ui, file, names, jobs, fast, bundle, locked):
 @click.argument("out", type=click.Path())
 @click.option("--locked", is_flag=True, help="Fail (exit 2) if the lock is missing or stale.")
 @click.option("--frozen", is_flag=True, help="Ship the lock as it is; never resolve.")
+@click.option(
+    "--sign",
+    "sign",
+    type=click.Path(),
+    default=None,
+    metavar="KEY",
+    help="Sign the bundle's lock, manifest and index with this SSH key (ssh-keygen -Y sign "
+    "-n mlxk): a private key, or a .pub whose private key is in ssh-agent.",
+)
 @command("bundle")
-def bundle_cmd(ui, file, out, locked, frozen):
+def bundle_cmd(ui, file, out, locked, frozen, sign):
     """Write the manifest, the lock and every blob it names to OUT: a directory, or one .tar
     when OUT ends in .tar. Carry it across the air gap and `mlxk import` it there."""
     from .output import render_bundle
 
-    report = _project(file, ui).bundle(out, locked=locked, frozen=frozen)
+    interactive = ui.interactive and sys.stdin.isatty()  # else a passphrase is never asked
+    report = _project(file, ui).bundle(
+        out, locked=locked, frozen=frozen, sign=sign, interactive=interactive
+    )
     return Outcome(report.to_dict(), render_bundle(report, "wrote"))
 
 
 @cli.command("import")
 @click.argument("bundle", type=click.Path(exists=True))
-@click.option("--force", is_flag=True, help="Replace a different manifest or lock.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Let the bundle's manifest and lock replace the ones here (shows what changes).",
+)
+@click.option(
+    "--allowed-signers",
+    "allowed_signers",
+    type=click.Path(),
+    default=None,
+    metavar="FILE",
+    help="Refuse (exit 3) a bundle not signed by a key in FILE (default "
+    "$MLXK_ALLOWED_SIGNERS, else the manifest's allowed_signers).",
+)
 @command("import")
-def import_cmd(ui, file, bundle, force):
-    """Check every blob of BUNDLE into the store (refusing a bundle that does not match its
-    lock), then write its manifest and lock here. Then: mlxk sync --offline --frozen."""
-    from .output import render_bundle
+def import_cmd(ui, file, bundle, force, allowed_signers):
+    """Check blobs of BUNDLE into the store, each against its lock. With a manifest and lock
+    here, the local lock decides: only the blobs it names are taken and neither file changes.
+    With none here (or --force), the bundle's manifest and lock are written. Then: mlxk sync
+    --offline --frozen."""
+    from .output import render_import
     from .project import import_bundle
 
-    report, dest = import_bundle(bundle, file, force=force, ui=ui)
-    data = {**report.to_dict(), "manifest": dest.name}
-    text = render_bundle(report, "imported") + f"\nWrote {dest.name} and mlxk.lock"
-    return Outcome(data, text)
+    result = import_bundle(bundle, file, force, ui, allowed_signers)
+    return Outcome(result.to_dict(), render_import(result))
 
 
 def _maybe_project(file, ui):

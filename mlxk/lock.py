@@ -369,3 +369,53 @@ def write(path: Path, lock: Lock) -> bool:
         pass
     write_atomic(path, text)
     return True
+
+
+# ---------------------------------------------------------------- comparing
+
+
+@dataclass(frozen=True)
+class WorkspaceChange:
+    """How one workspace differs between two locks (`before` None: added; `after` None:
+    removed), each side as {source, commit, content_hash}."""
+
+    workspace: str
+    change: str  # "added" | "removed" | "changed"
+    before: dict | None
+    after: dict | None
+    differs: tuple[str, ...] = ()  # for "changed": source, commit, content_hash, spec
+
+    def to_dict(self) -> dict:
+        return {
+            "workspace": self.workspace,
+            "change": self.change,
+            "before": self.before,
+            "after": self.after,
+            "differs": list(self.differs),
+        }
+
+
+def _identity(ws: LockedWorkspace) -> dict:
+    return {
+        "source": ws.source.describe(),
+        "commit": ws.source.commit,
+        "content_hash": ws.content_hash,
+    }
+
+
+def compare(before: Lock | None, after: Lock) -> tuple[WorkspaceChange, ...]:
+    """The workspaces that differ from `before` (None: an empty lock) to `after`, by name."""
+    old = before.workspaces if before else {}
+    out = []
+    for name in sorted(set(old) | set(after.workspaces)):
+        a, b = old.get(name), after.workspaces.get(name)
+        if a is None or b is None:
+            change = "added" if a is None else "removed"
+            out.append(WorkspaceChange(name, change, a and _identity(a), b and _identity(b)))
+            continue
+        ia, ib = _identity(a), _identity(b)
+        differs = tuple(k for k in ia if ia[k] != ib[k])
+        if a.to_dict() != b.to_dict():
+            differs = differs or ("spec",)
+            out.append(WorkspaceChange(name, "changed", ia, ib, differs))
+    return tuple(out)

@@ -98,6 +98,7 @@ class Manifest:
     home: Path  # absolute directory the workspaces go in
     store: Path | None  # from the manifest, if it set one
     workspaces: dict[str, WorkspaceSpec] = field(default_factory=dict)
+    allowed_signers: Path | None = None  # who may sign the bundles this site imports
 
     @property
     def root(self) -> Path:
@@ -315,6 +316,13 @@ def _runtime(raw) -> RuntimeDep:
     return RuntimeDep(source=src, include=_globs(raw, "include"), exclude=_globs(raw, "exclude"))
 
 
+_OUTSIDE_HINTS = {
+    "home": "use $MLXK_WORKSPACE_HOME for a home outside the project",
+    "store": "use $MLXK_STORE for a store outside the project",
+    "allowed_signers": "use $MLXK_ALLOWED_SIGNERS (or --allowed-signers) for a file elsewhere",
+}
+
+
 def _inside(base: Path, rel: str, label: str, pos, field_name: str) -> Path:
     """Resolve `rel` against `base`; refuse absolute paths and anything that leaves `base`."""
     p = PurePosixPath(rel)
@@ -322,7 +330,7 @@ def _inside(base: Path, rel: str, label: str, pos, field_name: str) -> Path:
         raise ManifestError(
             f"{label}:{pos[0]}:{pos[1]}: {field_name}: {rel!r} must be a relative path inside "
             f"the project directory",
-            hint="use $MLXK_WORKSPACE_HOME for a home outside the project",
+            hint=_OUTSIDE_HINTS[field_name],
         )
     return (base / rel).resolve()
 
@@ -350,8 +358,8 @@ def _check_steps(data: dict, label: str, values: dict) -> None:
 
 
 def _places(data: dict, root: Path, label: str, values: dict, settings):
-    """(home, store) the manifest names, resolved inside its directory; home defaults to
-    $MLXK_WORKSPACE_HOME (from settings), else ./models."""
+    """(home, store, allowed_signers) the manifest names, resolved inside its directory; home
+    defaults to $MLXK_WORKSPACE_HOME (from settings), else ./models."""
     if "home" in data:
         home = _inside(root, data["home"], label, _pos(values, ("home",)), "home")
     else:
@@ -359,7 +367,11 @@ def _places(data: dict, root: Path, label: str, values: dict, settings):
     store = None
     if "store" in data:
         store = _inside(root, data["store"], label, _pos(values, ("store",)), "store")
-    return home, store
+    signers = None
+    if "allowed_signers" in data:
+        pos = _pos(values, ("allowed_signers",))
+        signers = _inside(root, data["allowed_signers"], label, pos, "allowed_signers")
+    return home, store, signers
 
 
 def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
@@ -400,7 +412,7 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
         )
     _validate(data, label, values, keys)
 
-    home, store = _places(data, path.parent, label, values, settings)
+    home, store, signers = _places(data, path.parent, label, values, settings)
     sources = {}
     for name, raw in data["workspaces"].items():
         line, col = _pos(values, ("workspaces", name, "source"))
@@ -424,7 +436,7 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
             where=f"{label}:{line}:{col}",
             allow_pickle=bool(raw.get("allow_pickle", False)),
         )
-    return Manifest(path=path, home=home, store=store, workspaces=workspaces)
+    return Manifest(path, home, store, workspaces, allowed_signers=signers)
 
 
 def find_manifest(file: str | os.PathLike | None = None) -> Path:

@@ -225,15 +225,81 @@ def render_sync(report) -> str:
 
 
 def render_bundle(report, verb: str) -> str:
-    verb = verb if report.ok else "FAILED"
+    verb = verb if not report.problems else "FAILED"
     lines = [
         f"{verb} {report.path} ({report.format}): {report.blobs} blobs, "
         f"{human_size(report.bytes)}, workspaces: {', '.join(report.workspaces)}"
     ]
+    written = verb == "wrote"
+    lines.append(report.signature.describe(written) if report.signature else "not signed")
     for p in report.problems:
         lines.append(f"    {p['problem']:10} {p['blob']}  {p.get('detail', '')}".rstrip())
     if report.problems:
         lines.append(f"Bundle does not match its lock: {len(report.problems)} problem(s).")
+    if report.coverage is not None:
+        lines += _coverage_lines(report.coverage)
+    return "\n".join(lines)
+
+
+def _coverage_lines(cov) -> list[str]:
+    if cov.complete:
+        return [f"carries every blob {cov.lock} needs ({cov.needed})"]
+    lines = [f"MISSING for {cov.lock}: {len(cov.missing)} of the {cov.needed} blobs it needs"]
+    for m in cov.missing:
+        lines.append(
+            f"    missing    {m['workspace']}/{m['path']}  ({m['sha256'][:12]}, {m['size']} B)"
+        )
+    return lines
+
+
+def _short(value) -> str:
+    text = str(value)
+    if text.startswith("sha256:"):
+        return text[:19] + "…"
+    return text[:12] if len(text) == 40 else text
+
+
+def change_line(c, kept: bool = False) -> str:
+    """One workspace that differs between two locks (lock.WorkspaceChange), before → after;
+    `kept`: the before side (the local lock) stayed."""
+    if c.change == "added":
+        how = "only in the bundle's lock" if kept else "added"
+        return f"    + {c.workspace}: {c.after['source']} ({how})"
+    if c.change == "removed":
+        how = "not in the bundle's lock" if kept else "removed"
+        return f"    - {c.workspace}: {c.before['source']} ({how})"
+    parts = [
+        f"{key.replace('_', ' ')} {_short(c.before[key])} → {_short(c.after[key])}"
+        for key in c.differs
+        if key != "spec"
+    ]
+    return f"    ~ {c.workspace}: " + ("; ".join(parts) or "steps or filters differ")
+
+
+def render_import(result) -> str:
+    """`mlxk import` (and the first lines of `sync --from`)."""
+    lines = [render_bundle(result.report, "imported")]
+    name = result.manifest.name
+    if result.action == "kept":
+        lines.append(
+            f"kept {name} and mlxk.lock: the local lock decides; {result.report.blobs} blob(s) "
+            f"it needs checked in from the bundle, {result.stored} already in the store, "
+            f"{result.extra_blobs} other blob(s) in the bundle ignored"
+        )
+        if result.changes:
+            lines.append(
+                f"the bundle's lock differs from the local mlxk.lock in "
+                f"{len(result.changes)} workspace(s) (local → bundle); the local lock was kept:"
+            )
+    elif result.action == "replaced":
+        what = " and ".join(result.written) or "nothing (the files were the same)"
+        lines.append(f"replaced with the bundle's (--force): {what}")
+        if result.changes:
+            lines.append(f"the lock changed in {len(result.changes)} workspace(s):")
+    else:
+        lines.append(f"Wrote {' and '.join(result.written) or 'nothing'} from the bundle")
+    lines += [change_line(c, result.action == "kept") for c in result.changes]
+    lines += [f"note: {n}" for n in result.notes]
     return "\n".join(lines)
 
 

@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EMPTY_IS_UNSET = ("HF_HOME", "HF_ENDPOINT", "HF_TOKEN", "MLXK_WORKSPACE_HOME", "MLXK_STORE")
+EMPTY_IS_UNSET = (
+    "HF_HOME",
+    "HF_ENDPOINT",
+    "HF_TOKEN",
+    "MLXK_WORKSPACE_HOME",
+    "MLXK_STORE",
+    "MLXK_ALLOWED_SIGNERS",
+)
 
 
 def _path(value: str | None) -> Path | None:
@@ -27,6 +34,7 @@ class Settings:
     hf_endpoint: str | None = None  # HF_ENDPOINT
     hf_token: str | None = field(default=None, repr=False)  # HF_TOKEN (never shown)
     debug: bool = False  # MLXK_DEBUG
+    allowed_signers: Path | None = None  # MLXK_ALLOWED_SIGNERS: who may sign imported bundles
     environ: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
@@ -42,6 +50,7 @@ class Settings:
             hf_endpoint=get("HF_ENDPOINT", "").strip() or None,
             hf_token=get("HF_TOKEN", "").strip() or None,
             debug=bool(get("MLXK_DEBUG")),
+            allowed_signers=_path(get("MLXK_ALLOWED_SIGNERS", "").strip()),
             environ=tuple(sorted(env.items())),
         )
 
