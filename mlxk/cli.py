@@ -252,17 +252,14 @@ def sync_cmd(
 ):
     """Make the workspaces on disk match the lock (locking first if it is missing or stale)."""
     from .output import render_import, render_sync
+    from .project import sync_from
 
-    imported = None
-    if from_bundle:
-        from .project import import_bundle
-
-        imported = import_bundle(from_bundle, file, force, ui, allowed_signers)
-        file = str(imported.manifest)
-    elif force or allowed_signers:
-        raise UserError("--force and --allowed-signers go with --from BUNDLE")
-    project = _project(file, ui, jobs, offline=offline)
-    report = project.sync(locked=locked, frozen=frozen, prune=prune, link=link, rebuild=rebuild)
+    if jobs is not None and jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    options = dict(locked=locked, frozen=frozen, prune=prune, link=link, rebuild=rebuild)
+    imported, report = sync_from(
+        from_bundle, file, ui, jobs, offline, force, allowed_signers, **options
+    )
     data, text = report.to_dict(), render_sync(report)
     if imported:
         data["import"] = imported.to_dict()
@@ -478,26 +475,14 @@ def show_cmd(ui, file, target, with_files):
 def health_cmd(ui, file, target):
     """Check workspaces are usable without loading them: config, shards, safetensors headers,
     tokenizer, no pickle weights. Exit 1 with the problems."""
-    from .health import check_workspace
-    from .inventory import find, targets
+    from .health import check_all
     from .output import render_health
 
-    project = _maybe_project(file, ui)
-    chosen = [find(target, project, _ws_home())] if target else targets(project, _ws_home())
-    if not chosen:
-        raise UserError(
-            "health: nothing to check: no manifest here and no workspace under "
-            f"{_ws_home() or './models'}",
-            hint="run it in a project (models.yaml), pass -f FILE or a workspace PATH",
-        )
-    reports = []
-    for name, path, source, _ in chosen:
-        spec = project.manifest.workspaces.get(name) if project and source == "manifest" else None
-        reports.append((name, check_workspace(path, allow_pickle=bool(spec and spec.allow_pickle))))
-    ok = all(r.ok for _, r in reports)
-    data = {"ok": ok, "workspaces": [{"name": n, **r.to_dict()} for n, r in reports]}
-    code = EXIT_OK if ok else EXIT_CHANGES
-    return Outcome(data, render_health(reports), code, "ok" if ok else "drift")
+    result = check_all(_maybe_project(file, ui), target, _ws_home())
+    code = EXIT_OK if result.ok else EXIT_CHANGES
+    return Outcome(
+        result.to_dict(), render_health(list(result.reports)), code, "ok" if result.ok else "drift"
+    )
 
 
 @cli.command("validate")

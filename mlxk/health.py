@@ -288,3 +288,35 @@ def _has_tokenizer(files: dict) -> bool:
     if has_tokenizer(files):
         return True
     return any(rel.endswith(".tiktoken") and "/" not in rel for rel in files)
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    reports: tuple[tuple[str, HealthReport], ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for _, r in self.reports)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "workspaces": [{"name": n, **r.to_dict()} for n, r in self.reports]}
+
+
+def check_all(project, target: str | None, home: Path | None) -> HealthResult:
+    """`mlxk health [NAME|PATH]`: every workspace of the manifest and under `home` (or the
+    one named), each with the manifest's allow_pickle; nothing to check is a user error."""
+    from .errors import UserError
+    from .inventory import find, targets
+
+    chosen = [find(target, project, home)] if target else targets(project, home)
+    if not chosen:
+        raise UserError(
+            "health: nothing to check: no manifest here and no workspace under "
+            f"{home or './models'}",
+            hint="run it in a project (models.yaml), pass -f FILE or a workspace PATH",
+        )
+    reports = []
+    for name, path, source, _ in chosen:
+        spec = project.manifest.workspaces.get(name) if project and source == "manifest" else None
+        reports.append((name, check_workspace(path, allow_pickle=bool(spec and spec.allow_pickle))))
+    return HealthResult(tuple(reports))

@@ -357,6 +357,15 @@ def _check_steps(data: dict, label: str, values: dict) -> None:
                 raise ManifestError(f"{where}: group_size 16 is for mode nvfp4 only")
 
 
+def _sources(data: dict, label: str, values: dict) -> dict:
+    """Each workspace's source, parsed by its kind (errors name file:line:col)."""
+    out = {}
+    for name, raw in data["workspaces"].items():
+        line, col = _pos(values, ("workspaces", name, "source"))
+        out[name] = parse_source(raw["source"], f"{label}:{line}:{col}: workspaces.{name}.source")
+    return out
+
+
 def _places(data: dict, root: Path, label: str, values: dict, settings):
     """(home, store, allowed_signers) the manifest names, resolved inside its directory; home
     defaults to $MLXK_WORKSPACE_HOME (from settings), else ./models."""
@@ -413,11 +422,7 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
     _validate(data, label, values, keys)
 
     home, store, signers = _places(data, path.parent, label, values, settings)
-    sources = {}
-    for name, raw in data["workspaces"].items():
-        line, col = _pos(values, ("workspaces", name, "source"))
-        where = f"{label}:{line}:{col}: workspaces.{name}.source"
-        sources[name] = parse_source(raw["source"], where)
+    sources = _sources(data, label, values)
 
     _check_steps(data, label, values)
     _check_globs(data, label, values)

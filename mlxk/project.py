@@ -732,6 +732,19 @@ def _manifest_text(bundle) -> str:
         ) from None
 
 
+def sync_from(bundle, file, ui, jobs, offline, force=False, allowed_signers=None, **options):
+    """`mlxk sync [--from BUNDLE]`: import the bundle first (the local lock decides unless
+    `force`), then sync; returns (the import report or None, the SyncReport)."""
+    imported = None
+    if bundle:
+        imported = import_bundle(bundle, file, force, ui, allowed_signers)
+        file = str(imported.manifest)
+    elif force or allowed_signers:
+        raise UserError("--force and --allowed-signers go with --from BUNDLE")
+    project = Project.load(file, ui=ui, jobs=jobs or DEFAULT_JOBS, offline=offline)
+    return imported, project.sync(**options)
+
+
 def _removed(wplan):
     from .sync import WorkspaceResult
 
