@@ -13,7 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EMPTY_IS_UNSET = ("HF_HOME", "HF_ENDPOINT", "HF_TOKEN", "MLXK_WORKSPACE_HOME", "MLXK_STORE")
+from .oci.settings import RegistrySettings
+
+EMPTY_IS_UNSET = (
+    "HF_HOME",
+    "HF_ENDPOINT",
+    "HF_TOKEN",
+    "MLXK_WORKSPACE_HOME",
+    "MLXK_STORE",
+    "MLXK_REMOTE",
+    "SSL_CERT_FILE",
+    "DOCKER_CONFIG",
+    "REGISTRY_AUTH_FILE",
+)
 
 
 def _path(value: str | None) -> Path | None:
@@ -27,6 +39,9 @@ class Settings:
     hf_endpoint: str | None = None  # HF_ENDPOINT
     hf_token: str | None = field(default=None, repr=False)  # HF_TOKEN (never shown)
     debug: bool = False  # MLXK_DEBUG
+    remote: str | None = None  # MLXK_REMOTE: oci://HOST[:PORT]/PREFIX, the fleet's registry
+    # MLXK_INSECURE_REGISTRIES, SSL_CERT_FILE, REGISTRY_AUTH_FILE, DOCKER_CONFIG, HOME, ...
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
     environ: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
@@ -42,6 +57,8 @@ class Settings:
             hf_endpoint=get("HF_ENDPOINT", "").strip() or None,
             hf_token=get("HF_TOKEN", "").strip() or None,
             debug=bool(get("MLXK_DEBUG")),
+            remote=get("MLXK_REMOTE", "").strip() or None,
+            registry=RegistrySettings.from_env(env),
             environ=tuple(sorted(env.items())),
         )
 
