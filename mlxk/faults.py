@@ -24,6 +24,7 @@ POINTS = (
     "lock-write",  # the new lock is in its temp file, not yet renamed over mlxk.lock
     "convert-mid",  # a convert step's worker is running
     "cache-flush",  # the hash cache is about to be written
+    "push-chunk",  # `mlxk push`: one chunk of a chunked blob upload has been sent
 )
 
 

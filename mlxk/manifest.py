@@ -98,6 +98,7 @@ class Manifest:
     home: Path  # absolute directory the workspaces go in
     store: Path | None  # from the manifest, if it set one
     workspaces: dict[str, WorkspaceSpec] = field(default_factory=dict)
+    remote: str | None = None  # oci://HOST/PREFIX (`remote:`); not part of any digest
 
     @property
     def root(self) -> Path:
@@ -337,6 +338,26 @@ def _places(data: dict, root: Path, label: str, values: dict, settings):
     return home, store
 
 
+def _remote(data: dict, label: str, values: dict) -> str | None:
+    """`remote:`, checked as a registry prefix (no tag or digest)."""
+    from .errors import UserError
+    from .oci.reference import parse
+
+    if "remote" not in data:
+        return None
+    line, col = _pos(values, ("remote",))
+    try:
+        ref = parse(data["remote"])
+    except UserError as e:
+        raise ManifestError(f"{label}:{line}:{col}: remote: {e.message}", hint=e.hint) from None
+    if ref.tag or ref.digest:
+        raise ManifestError(
+            f"{label}:{line}:{col}: remote: {ref.describe()} names a tag or digest; a remote is "
+            "a prefix, oci://HOST[:PORT]/PREFIX (workspace NAME lives at PREFIX/NAME)"
+        )
+    return ref.describe()
+
+
 def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
     """models.yaml's text → Manifest; `settings` gives the default home ($MLXK_WORKSPACE_HOME)."""
     label = path.name
@@ -393,7 +414,8 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
             where=f"{label}:{line}:{col}",
             allow_pickle=bool(raw.get("allow_pickle", False)),
         )
-    return Manifest(path=path, home=home, store=store, workspaces=workspaces)
+    remote = _remote(data, label, values)
+    return Manifest(path=path, home=home, store=store, workspaces=workspaces, remote=remote)
 
 
 def find_manifest(file: str | os.PathLike | None = None) -> Path:

@@ -1,6 +1,7 @@
 """`Registry`: the OCI distribution API mlxk needs, for one registry host.
 
     get_manifest(ref)                       -> (digest, bytes, dict)   Accept names every type
+    manifest_digest(ref)                    -> digest | None           HEAD: what a tag names
     blob_exists(repo, digest)               -> bool                    HEAD
     open_blob(repo, digest, offset)         -> (start, chunks)         a store Opener, with Range
     opener(repo, digest)                    -> Opener                  for Store.fetch
@@ -24,6 +25,7 @@ from typing import BinaryIO
 
 import httpx2
 
+from .. import faults
 from ..errors import IntegrityError, SourceError
 from ..hashing import CHUNK
 from . import mediatypes as mt
@@ -108,6 +110,21 @@ class Registry:
         if not isinstance(doc, dict):
             raise SourceError(f"{what}: the manifest is not a JSON object")
         return digest, data, doc
+
+    def manifest_digest(self, ref: Reference) -> str | None:
+        """The digest a tag (or digest) names now, by HEAD; None when there is no such
+        manifest. Nothing is downloaded (a push asks this before moving a tag)."""
+        what = ref.describe()
+        url = self._t.url(f"/v2/{ref.repo}/manifests/{ref.target}")
+        accept = {"Accept": ", ".join(mt.ACCEPT_MANIFESTS)}
+        resp = self._req("HEAD", url, ref.repo, what, headers=accept)
+        resp.close()
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self._t.fail(resp, what, ref.repo)
+        digest = resp.headers.get("docker-content-digest", "")
+        return digest if digest.startswith("sha256:") else self.get_manifest(ref)[0]
 
     def _missing(self, ref: Reference) -> SourceError:
         """404 for a manifest: registry 2.8 says MANIFEST_UNKNOWN even for an unknown
@@ -314,6 +331,7 @@ class _Upload:
                 pos += len(chunk)
                 if self.sessions:
                     self.sessions.put(self.key, location)
+                faults.point("push-chunk")
         self._close(location, b"")
         return pos - offset
 
