@@ -333,6 +333,54 @@ def test_the_hub_down_a_fleet_machine_syncs_a_hub_pinned_lock_from_the_registry(
     assert b.verify().ok and fleet.with_name("mlxk.lock").read_bytes() == a.lock_path.read_bytes()
 
 
+def test_step_outputs_come_from_the_remote_no_converter_no_inputs(
+    tmp_path, registry, mlxk, monkeypatch
+):
+    """A converted workspace: the fleet machine gets the step outputs from the registry, with
+    neither the converter's inputs nor the network to its source; show names the step."""
+    from mlxk.entries import FileEntry, workspace_content_hash
+    from mlxk.lock import Lock, LockedStep, LockedWorkspace
+    from mlxk.sources.path import PathPin
+
+    body = MANIFEST + "    steps:\n      - convert: {quantize: {bits: 4}}\n"
+    m = make_project(tmp_path / "a", body=body)
+    a = Project.load(m, settings=Settings(store=tmp_path / "sa"))
+    spec = a.manifest.workspaces["demo"]
+    inputs = tuple(FileEntry(p, len(b), sha(b)) for p, b in sorted(FILES.items()))
+    outputs = {"model.safetensors": os.urandom(1000), "config.json": b'{"quantized": 4}'}
+    out = tuple(FileEntry(p, len(b), a.store.put_bytes(b)) for p, b in sorted(outputs.items()))
+    step = LockedStep(
+        "convert",
+        {"quantize": {"bits": 4}},
+        "mlx_lm",
+        {"mlx": "0.0-test", "mlx-lm": "0.0-test"},
+        workspace_content_hash(inputs),
+        "sha256:" + "5" * 64,
+        out,
+        workspace_content_hash(out),
+    )
+    ws = LockedWorkspace(
+        "demo", spec.digest(), PathPin(inputs, "weights"), workspace_content_hash(out), (step,)
+    )
+    lockfile.write(a.lock_path, Lock(a.manifest.digest(), {"demo": ws}))
+    report = push(a, to=prefix(registry))
+    fleet = machine_copy(tmp_path / "fleet", m)
+    settings = Settings(store=tmp_path / "sb", remote=report.registry)
+    b = Project.load(fleet, settings=settings, offline=True)
+    assert b.plan().summary()["bytes"]["remote"] == sum(len(x) for x in outputs.values())
+    result = b.sync(frozen=True)
+    assert result.fetched["remote"] == {"files": 2, "bytes": 1016}
+    assert (fleet.parent / "models/demo/config.json").read_bytes() == outputs["config.json"]
+    assert b.verify().ok
+    ref = f"{report.registry}/demo:{report.workspaces[0].tags[0]}"
+    pulled = write_manifest(tmp_path / "c", f"version: 1\nworkspaces:\n  q:\n    source: {ref}\n")
+    monkeypatch.setenv("MLXK_STORE", str(tmp_path / "sc"))
+    assert mlxk("sync", "-f", str(pulled)).exit_code == 0
+    shown = mlxk("show", "-f", str(pulled), "q").stdout
+    assert 'Pushed step 1: convert {"quantize": {"bits": 4}} via mlx_lm' in shown
+    assert "mlx 0.0-test, mlx-lm 0.0-test" in shown
+
+
 def machine_copy(root: Path, manifest: Path) -> Path:
     root.mkdir(parents=True)
     for name in (manifest.name, "mlxk.lock"):
@@ -542,6 +590,11 @@ def test_basic_auth_push_and_remote_sync_never_show_the_password(
     b = machine(monkeypatch, tmp_path / "b")
     write_manifest(b.parent, f"version: 1\nworkspaces:\n  p:\n    source: {to}/demo:v0\n")
     outputs.append(mlxk("lock", "-f", str(b), "--json"))  # no such tag: an error with a hint
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker"))
+    denied = machine(monkeypatch, tmp_path / "denied", m)
+    outputs.append(mlxk("sync", "-f", str(denied), "--frozen", "--offline"))
+    assert outputs[-1].exit_code == 3 and "wants a login (HTTP 401)" in outputs[-1].stderr
+    assert "DOCKER_CONFIG" in outputs[-1].stderr
     texts = [o.stdout + o.stderr for o in outputs] + [fleet.with_name("mlxk.lock").read_text()]
     import base64
 
