@@ -440,13 +440,16 @@ class Project:
                 elif wplan.op == "remove":
                     remove_workspace(target)
                     result.workspaces.append(_removed(wplan))
-            remote = self.fetcher.remote
-            notes += remote.notes() if remote else []
-            fetched = {**self.fetched, **({"remote": dict(remote.served)} if remote else {})}
-            return SyncReport(lock_result, plan, result, notes, rebuilt, fetched)
+            notes += self.fetcher.remote.notes() if self.fetcher.remote else []
+            return SyncReport(lock_result, plan, result, notes, rebuilt, self._fetched())
         finally:
             self.store.flush()
             flock.release()
+
+    def _fetched(self) -> dict:
+        """Files and bytes fetched by this process; of them, from the remote registry."""
+        remote = self.fetcher.remote
+        return {**self.fetched, **({"remote": dict(remote.served)} if remote else {})}
 
     # ------------------------------------------------------------ run
     def run(

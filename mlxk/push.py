@@ -1,6 +1,7 @@
 """`mlxk push`: each locked workspace becomes a CNCF ModelPack artifact at PREFIX/NAME:TAG.
 
-One raw layer per placed file (content files, then runtime captures; lock order), its digest
+One raw layer per placed file (content files and runtime captures, sorted by path as the lock
+sorts them), its digest
 the lock's sha256 and its path the `org.cncf.model.filepath` annotation; mlxk's provenance
 (workspace, source as described and as pinned, content hash, steps with their fingerprints and
 tool versions, runtime repos) in `org.mlxk.*` manifest annotations. The manifest is canonical
