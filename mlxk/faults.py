@@ -24,6 +24,9 @@ POINTS = (
     "lock-write",  # the new lock is in its temp file, not yet renamed over mlxk.lock
     "convert-mid",  # a convert step's worker is running
     "cache-flush",  # the hash cache is about to be written
+)
+# Points of other commands than sync (tests/test_reliability.py kills sync at each of POINTS).
+OTHER_POINTS = (
     "push-chunk",  # `mlxk push`: one chunk of a chunked blob upload has been sent
 )
 
