@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from .entries import FileEntry
-from .errors import UserError
+from .errors import SourceError, UserError
 from .oci.reference import Reference, parse
 from .oci.settings import RegistrySettings
 
@@ -66,6 +66,7 @@ class Remote:
         self._lock = threading.Lock()
         self.misses: list[Miss] = []
         self.served = {"files": 0, "bytes": 0}
+        self.down: SourceError | None = None  # why the registry could not be asked at all
 
     @property
     def registry(self):
@@ -79,7 +80,15 @@ class Remote:
         return f"{base}/{repo_name(workspace)}" if workspace else base
 
     def has(self, workspace: str, entry: FileEntry) -> bool:
-        return self.registry.blob_exists(self.repo(workspace), entry.hash)
+        """Whether PREFIX/NAME has the blob (HEAD). A failure to ask (unreachable, no login,
+        TLS) is the same for every blob: it is kept and given again without asking."""
+        if self.down is not None:
+            raise SourceError(self.down.message, hint=self.down.hint)
+        try:
+            return self.registry.blob_exists(self.repo(workspace), entry.hash)
+        except SourceError as e:
+            self.down = e
+            raise
 
     def opener(self, workspace: str, entry: FileEntry):
         label = f"{self.describe(workspace)}@{entry.hash[:19]} ({entry.path})"

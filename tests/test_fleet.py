@@ -279,6 +279,17 @@ def test_an_unreachable_remote_offline_is_exit_3_one_line(pushed, tmp_path, mlxk
     assert f"cannot reach the registry {host}" in error and error.startswith("error: ")
 
 
+def test_an_unreachable_remote_falls_back_to_the_source_asking_once(tmp_path, mlxk, monkeypatch):
+    m = make_project(tmp_path / "a")
+    host = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLXK_REMOTE", f"oci://{host}/models")
+    res = mlxk("sync", "-f", str(m), "--json")
+    assert res.exit_code == 0, res
+    (note,) = [n for n in res.json["data"]["notes"] if n.startswith("remote ")]
+    assert f"{len(FILES)} file(s) not from the registry" in note
+    assert f"cannot reach the registry {host}" in note and "source instead" in note
+
+
 def test_a_bad_remote_is_a_user_error(tmp_path, mlxk, monkeypatch):
     m = make_project(tmp_path / "a")
     monkeypatch.setenv("MLXK_REMOTE", "registry.internal/models")
