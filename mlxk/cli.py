@@ -105,12 +105,14 @@ def command(name: str):
     return decorate
 
 
-def _project(file, ui, jobs=None, offline=False):
+def _project(file, ui, jobs=None, offline=False, use_remote=True):
     from .project import DEFAULT_JOBS, Project
 
     if jobs is not None and jobs < 1:
         raise UserError("--jobs must be at least 1")
-    return Project.load(file, ui=ui, jobs=jobs or DEFAULT_JOBS, offline=offline)
+    return Project.load(
+        file, ui=ui, jobs=jobs or DEFAULT_JOBS, offline=offline, use_remote=use_remote
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -148,7 +150,8 @@ def cli():
 @click.option(
     "--refresh",
     is_flag=True,
-    help="With --check: also ask the hub whether a branch or tag moved (exit 1 if so).",
+    help="With --check: also ask the hub (or registry) whether a branch or tag moved (exit 1 if "
+    "so).",
 )
 @command("lock")
 def lock_cmd(ui, file, upgrade, jobs, check, refresh):
@@ -194,7 +197,18 @@ def plan_cmd(ui, file, prune):
 @cli.command("sync")
 @click.option("--locked", is_flag=True, help="Fail (exit 2) if the lock is missing or stale.")
 @click.option("--frozen", is_flag=True, help="Use the lock as is; never resolve.")
-@click.option("--offline", is_flag=True, help="No network: only the store (and bundles).")
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Never ask the sources (hub, registries named by oci:// sources): only the store, "
+    "bundles and the remote registry (MLXK_REMOTE / remote:).",
+)
+@click.option(
+    "--no-remote",
+    "no_remote",
+    is_flag=True,
+    help="Leave the remote registry out (with --offline: no network at all).",
+)
 @click.option("--prune", is_flag=True, help="Remove managed workspaces that are not in the lock.")
 @click.option("--jobs", "-j", type=int, default=None, help="Parallel downloads (default 4).")
 @click.option(
@@ -242,6 +256,7 @@ def sync_cmd(
     locked,
     frozen,
     offline,
+    no_remote,
     prune,
     jobs,
     link,
@@ -258,7 +273,7 @@ def sync_cmd(
         raise UserError("--jobs must be at least 1")
     options = dict(locked=locked, frozen=frozen, prune=prune, link=link, rebuild=rebuild)
     imported, report = sync_from(
-        from_bundle, file, ui, jobs, offline, force, allowed_signers, **options
+        from_bundle, file, ui, jobs, offline, force, allowed_signers, not no_remote, **options
     )
     data, text = report.to_dict(), render_sync(report)
     if imported:
@@ -356,6 +371,43 @@ def bundle_cmd(ui, file, out, locked, frozen, sign):
         out, locked=locked, frozen=frozen, sign=sign, interactive=interactive
     )
     return Outcome(report.to_dict(), render_bundle(report, "wrote"))
+
+
+@cli.command("push")
+@click.argument("names", nargs=-1, metavar="[NAME]...", shell_complete=complete_workspace)
+@click.option(
+    "--to",
+    "to",
+    metavar="oci://HOST[:PORT]/PREFIX",
+    default=None,
+    help="The registry prefix; workspace NAME goes to PREFIX/NAME (default: $MLXK_REMOTE, "
+    "else the manifest's remote:).",
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="TAG",
+    help="Also tag the artifact TAG (repeatable); it always gets sha256-<content hash>.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=4096),
+    default=None,
+    metavar="BYTES",
+    help="Upload blobs larger than this in chunks of it (default 16 MiB).",
+)
+@click.option("--jobs", "-j", type=int, default=None, help="Parallel fetches of missing blobs.")
+@command("push")
+def push_cmd(ui, file, names, to, tags, chunk_size, jobs):
+    """Push workspaces of the lock (default: all) to an OCI registry, each a ModelPack
+    artifact at PREFIX/NAME; prints each manifest digest. Blobs the registry has are not sent."""
+    from .output import render_push
+    from .push import push
+
+    project = _project(file, ui, jobs)
+    report = push(project, names, to=to, tags=tags, chunk_size=chunk_size)
+    return Outcome(report.to_dict(), render_push(report))
 
 
 @cli.command("import")

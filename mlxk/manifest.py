@@ -99,6 +99,7 @@ class Manifest:
     store: Path | None  # from the manifest, if it set one
     workspaces: dict[str, WorkspaceSpec] = field(default_factory=dict)
     allowed_signers: Path | None = None  # who may sign the bundles this site imports
+    remote: str | None = None  # oci://HOST/PREFIX (`remote:`); not part of any digest
 
     @property
     def root(self) -> Path:
@@ -383,6 +384,26 @@ def _places(data: dict, root: Path, label: str, values: dict, settings):
     return home, store, signers
 
 
+def _remote(data: dict, label: str, values: dict) -> str | None:
+    """`remote:`, checked as a registry prefix (no tag or digest)."""
+    from .errors import UserError
+    from .oci.reference import parse
+
+    if "remote" not in data:
+        return None
+    line, col = _pos(values, ("remote",))
+    try:
+        ref = parse(data["remote"])
+    except UserError as e:
+        raise ManifestError(f"{label}:{line}:{col}: remote: {e.message}", hint=e.hint) from None
+    if ref.tag or ref.digest:
+        raise ManifestError(
+            f"{label}:{line}:{col}: remote: {ref.describe()} names a tag or digest; a remote is "
+            "a prefix, oci://HOST[:PORT]/PREFIX (workspace NAME lives at PREFIX/NAME)"
+        )
+    return ref.describe()
+
+
 def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
     """models.yaml's text → Manifest; `settings` gives the default home ($MLXK_WORKSPACE_HOME)."""
     label = path.name
@@ -441,7 +462,8 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
             where=f"{label}:{line}:{col}",
             allow_pickle=bool(raw.get("allow_pickle", False)),
         )
-    return Manifest(path, home, store, workspaces, allowed_signers=signers)
+    remote = _remote(data, label, values)
+    return Manifest(path, home, store, workspaces, allowed_signers=signers, remote=remote)
 
 
 def find_manifest(file: str | os.PathLike | None = None) -> Path:

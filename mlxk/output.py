@@ -164,6 +164,8 @@ def _bytes_line(b: dict) -> str:
     ]
     if b["copy_in"]:
         parts.insert(1, f"{human_size(b['copy_in'])} to copy in from local sources")
+    if b.get("remote"):
+        parts.insert(0, f"{human_size(b['remote'])} from the remote registry")
     if b["missing"]:
         parts.append(f"{human_size(b['missing'])} not to be had now")
     return "Bytes: " + ", ".join(parts) + "."
@@ -221,6 +223,24 @@ def render_sync(report) -> str:
     if orphans:
         lines.append(f"kept (not in the lock; --prune removes): {', '.join(orphans)}")
     lines.append(f"Synced: {len(report.result.workspaces)} changed, {len(unchanged)} up to date.")
+    return "\n".join(lines)
+
+
+def render_push(report) -> str:
+    lines = []
+    for w in report.workspaces:
+        b = w.blobs
+        tags = ", ".join(w.tags) or "(by digest only)"
+        lines.append(f"pushed    {w.name}: {w.repository}@{w.digest}")
+        lines.append(
+            f"    tags {tags}; {w.files} files, {human_size(w.bytes)}; blobs: {b['uploaded']} "
+            f"uploaded ({human_size(b['bytes_sent'])} sent), {b['existing']} already there, "
+            f"{b['mounted']} mounted"
+            + (f", {human_size(b['resumed_bytes'])} resumed" if b["resumed_bytes"] else "")
+        )
+        for tag in w.kept_tags:
+            lines.append(f"    kept {tag}: it names another artifact with the same content")
+    lines.append(f"Pushed {len(report.workspaces)} workspace(s) to {report.registry}.")
     return "\n".join(lines)
 
 
@@ -350,12 +370,35 @@ def render_show(info, with_files: bool) -> str:
     for r in info.runtime:
         size = f", {r['files']} files, {human_size(r['size'])}" if "size" in r else ""
         lines.append(f"  Runtime: hf://{r['repo']}@{r['revision']} ({r['commit'][:12]}){size}")
+    lines += _provenance_lines(info.provenance)
     if with_files:
         rows = [["STATUS", "SIZE", "SHA256", "PATH"]]
         for f in info.files:
             rows.append([f["status"], str(f["size"]), (f["hash"] or "-")[7:19], f["path"]])
         lines.append(_table(rows))
     return "\n".join(lines)
+
+
+def _provenance_lines(prov: dict | None) -> list[str]:
+    """`show` for a workspace pulled from an artifact `mlxk push` made: how it was made."""
+    if not prov:
+        return []
+    src = prov.get("source") if isinstance(prov.get("source"), dict) else {}
+    lines = [f"  Pushed from: workspace {prov.get('workspace', '-')}, {prov.get('origin', '-')}"]
+    if src.get("commit"):
+        lines.append(f"  Pushed source commit: {src['commit']}")
+    lines.append(f"  Pushed content hash: {prov.get('content_hash', '-')}")
+    for n, st in enumerate(prov.get("steps") or [], 1):
+        if isinstance(st, dict):
+            tools = ", ".join(f"{k} {v}" for k, v in sorted((st.get("tools") or {}).items()))
+            lines.append(
+                f"  Pushed step {n}: {st.get('kind')} {json.dumps(st.get('params'))} via "
+                f"{st.get('converter')} (fingerprint {str(st.get('fingerprint'))[:19]}…; {tools})"
+            )
+    for r in prov.get("runtime") or []:
+        if isinstance(r, dict):
+            lines.append(f"  Pushed runtime: hf://{r.get('repo')}@{r.get('revision')}")
+    return lines
 
 
 def render_health(reports) -> str:

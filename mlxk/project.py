@@ -116,6 +116,7 @@ class Project:
         ui=None,
         settings: Settings | None = None,
         clients: dict | None = None,
+        use_remote: bool = True,
     ):
         self.manifest = manifest
         self.settings = settings or Settings.from_env()
@@ -124,12 +125,34 @@ class Project:
         self.jobs = jobs
         self.ui = ui or NullUI()
         self.fetcher = Fetcher(
-            self.store, manifest.root, offline=offline, settings=self.settings, clients=clients
+            self.store,
+            manifest.root,
+            offline=offline,
+            settings=self.settings,
+            clients=clients,
+            remote=self._remote() if use_remote else None,
         )
         self.builder = Builder(self.store, self.fetcher, ui=self.ui)
         self._build_lock = threading.Lock()
         self._hash_cache = None
         self.fetched = {"files": 0, "bytes": 0}  # fetched from sources by this process
+
+    def remote_text(self) -> tuple[str, str] | None:
+        """(oci://HOST/PREFIX, where it was set) of the fleet's registry, if one is set:
+        $MLXK_REMOTE, else the manifest's `remote:`."""
+        if self.settings.remote:
+            return self.settings.remote, "MLXK_REMOTE"
+        if self.manifest.remote:
+            return self.manifest.remote, f"{self.manifest.path.name}: remote"
+        return None
+
+    def _remote(self):
+        from .remote import Remote, prefix_of
+
+        named = self.remote_text()
+        if named is None:
+            return None
+        return Remote(prefix_of(*named), self.settings.registry)
 
     @staticmethod
     def default_store(settings: Settings | None = None) -> Store:
@@ -300,6 +323,7 @@ class Project:
         prov = Provenance(
             have=lambda f: self.store.has(f.hex, f.size),
             reachable=lambda pin: pin.reachable(self.fetcher),
+            remote=self.fetcher.remote.describe() if self.fetcher.remote else "",
         )
         plan = make_plan(lock, states, sentinels, self.orphans(lock), prune=prune, prov=prov)
         self.hash_cache.flush()
@@ -311,22 +335,33 @@ class Project:
         it from its source or runtime repo, or rebuilding the steps that make it)."""
         placements = {p.file.path: p for p in ws.placements()}
 
-        def fetch(pin, entry, on_bytes):
+        def counted(entry, get):
             present = self.store.has(entry.hex, entry.size)
-            self.fetcher.ensure(pin, entry, on_bytes)
-            if not present:
+            got = get()
+            if not present and got:
                 with self._build_lock:
                     self.fetched["files"] += 1
                     self.fetched["bytes"] += entry.size
+            return got
 
         def ensure(entry, on_bytes=None):
             placed = placements[entry.path]
             if placed.pin is not None:
-                fetch(placed.pin, placed.entry, on_bytes)
+                counted(
+                    placed.entry,
+                    lambda: self.fetcher.ensure(placed.pin, placed.entry, on_bytes, ws.name),
+                )
                 return
-            if not self.store.check(entry.hex, entry.size):
-                with self._build_lock:  # one rebuild serves every missing output
-                    self.builder.ensure_outputs(ws, ws.files)
+            if self.store.check(entry.hex, entry.size):
+                if on_bytes:
+                    on_bytes(entry.size)
+                return
+            if self.fetcher.remote and counted(entry, lambda: self._built_from_remote(ws, entry)):
+                if on_bytes:
+                    on_bytes(entry.size)
+                return
+            with self._build_lock:  # one rebuild serves every missing output
+                self.builder.ensure_outputs(ws, ws.files)
             if on_bytes:
                 on_bytes(entry.size)
 
@@ -345,6 +380,12 @@ class Project:
             for step in ws.steps[:-1]:  # intermediate outputs: a bundle carries them too
                 self.builder.ensure_outputs(ws, step.files)
         self.store.flush()
+
+    def _built_from_remote(self, ws, entry):
+        """A step output from the remote; falling back to a rebuild only where one can run."""
+        src = ws.source
+        can_build = src.reachable(self.fetcher) or all(self.store.has(f.hex) for f in src.files)
+        return self.fetcher.from_remote(ws.name, entry, fallback=can_build)
 
     def _check_offline(self, plan: Plan) -> None:
         """Offline, name every file sync would need that nothing here can give, up front."""
@@ -428,10 +469,16 @@ class Project:
                 elif wplan.op == "remove":
                     remove_workspace(target)
                     result.workspaces.append(_removed(wplan))
-            return SyncReport(lock_result, plan, result, notes, rebuilt, dict(self.fetched))
+            notes += self.fetcher.remote.notes() if self.fetcher.remote else []
+            return SyncReport(lock_result, plan, result, notes, rebuilt, self._fetched())
         finally:
             self.store.flush()
             flock.release()
+
+    def _fetched(self) -> dict:
+        """Files and bytes fetched by this process; of them, from the remote registry."""
+        remote = self.fetcher.remote
+        return {**self.fetched, **({"remote": dict(remote.served)} if remote else {})}
 
     # ------------------------------------------------------------ run
     def run(
@@ -732,7 +779,9 @@ def _manifest_text(bundle) -> str:
         ) from None
 
 
-def sync_from(bundle, file, ui, jobs, offline, force=False, allowed_signers=None, **options):
+def sync_from(
+    bundle, file, ui, jobs, offline, force=False, allowed_signers=None, use_remote=True, **options
+):
     """`mlxk sync [--from BUNDLE]`: import the bundle first (the local lock decides unless
     `force`), then sync; returns (the import report or None, the SyncReport)."""
     imported = None
@@ -741,7 +790,9 @@ def sync_from(bundle, file, ui, jobs, offline, force=False, allowed_signers=None
         file = str(imported.manifest)
     elif force or allowed_signers:
         raise UserError("--force and --allowed-signers go with --from BUNDLE")
-    project = Project.load(file, ui=ui, jobs=jobs or DEFAULT_JOBS, offline=offline)
+    project = Project.load(
+        file, ui=ui, jobs=jobs or DEFAULT_JOBS, offline=offline, use_remote=use_remote
+    )
     return imported, project.sync(**options)
 
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .oci.settings import RegistrySettings
+
 EMPTY_IS_UNSET = (
     "HF_HOME",
     "HF_ENDPOINT",
@@ -20,6 +22,10 @@ EMPTY_IS_UNSET = (
     "MLXK_WORKSPACE_HOME",
     "MLXK_STORE",
     "MLXK_ALLOWED_SIGNERS",
+    "MLXK_REMOTE",
+    "SSL_CERT_FILE",
+    "DOCKER_CONFIG",
+    "REGISTRY_AUTH_FILE",
 )
 
 
@@ -35,6 +41,9 @@ class Settings:
     hf_token: str | None = field(default=None, repr=False)  # HF_TOKEN (never shown)
     debug: bool = False  # MLXK_DEBUG
     allowed_signers: Path | None = None  # MLXK_ALLOWED_SIGNERS: who may sign imported bundles
+    remote: str | None = None  # MLXK_REMOTE: oci://HOST[:PORT]/PREFIX, the fleet's registry
+    # MLXK_INSECURE_REGISTRIES, SSL_CERT_FILE, REGISTRY_AUTH_FILE, DOCKER_CONFIG, HOME, ...
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
     environ: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
@@ -51,6 +60,8 @@ class Settings:
             hf_token=get("HF_TOKEN", "").strip() or None,
             debug=bool(get("MLXK_DEBUG")),
             allowed_signers=_path(get("MLXK_ALLOWED_SIGNERS", "").strip()),
+            remote=get("MLXK_REMOTE", "").strip() or None,
+            registry=RegistrySettings.from_env(env),
             environ=tuple(sorted(env.items())),
         )
 

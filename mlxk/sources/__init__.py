@@ -68,6 +68,11 @@ class Pin(ABC):
         """A one-line note when what this pins has moved at the source (lock --check)."""
         return None
 
+    def registry_repo(self) -> tuple[str, str] | None:
+        """(registry host, repository) that already holds this pin's blobs by digest, if any:
+        `mlxk push` mounts blobs from there instead of uploading them."""
+        return None
+
     def identity(self) -> dict:
         """What it pins, without its files: for sentinels, list and show."""
         return {k: v for k, v in self.to_dict().items() if k != "files"}
@@ -117,8 +122,12 @@ def kind(name: str) -> SourceKind | None:
     return _KINDS.get(name)
 
 
+BUILTIN = ("hf", "path", "oci")
+
+
 def _load_builtin() -> None:
-    from . import hf, path  # noqa: F401 (each registers itself on first import)
+    if any(name not in _KINDS for name in BUILTIN):
+        from . import hf, oci, path  # noqa: F401 (each registers itself)
 
 
 def source_schema(base: dict) -> dict:
