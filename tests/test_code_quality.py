@@ -78,3 +78,14 @@ def test_no_module_outside_sources_compares_source_kind_names():
         if pattern.search(line)
     ]
     assert found == []
+
+
+@pytest.mark.unit
+def test_the_architecture_map_names_every_module():
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [
+        str(path.relative_to(PACKAGE))
+        for path, _ in _modules()
+        if path.name != "__init__.py" and f"`{path.relative_to(PACKAGE).as_posix()}`" not in text
+    ]
+    assert missing == []
