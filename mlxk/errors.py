@@ -6,6 +6,8 @@ Exit codes (documented in the README; the only place they are defined):
     1  a check found something: drift (verify), changes (plan)
     2  user error: bad manifest, bad arguments, stale or missing lock with --locked
     3  source or environment error: hub unreachable, hash mismatch, disk, converter
+
+`mlxk capture` passes on the exit code of a COMMAND that fails (CommandFailed).
 """
 
 from __future__ import annotations
@@ -72,3 +74,14 @@ class IntegrityError(MlxkError):
 class DiskError(MlxkError):
     exit_code = EXIT_SOURCE
     kind = "disk_error"
+
+
+class CommandFailed(MlxkError):
+    """The command a capture ran could not start or failed: its exit code is passed on
+    (126 not executable, 127 not found, 128+N killed by signal N, as shells report them)."""
+
+    kind = "command_failed"
+
+    def __init__(self, message: str, exit_code: int, hint: str | None = None):
+        super().__init__(message, hint)
+        self.exit_code = exit_code

@@ -59,13 +59,14 @@ class HealthReport:
     checks: tuple[str, ...] = ()  # the checks that ran, in order
     model_type: str | None = None
     kind: str | None = None  # "chat" | "vision" | "audio" | "embedding" | None
+    hf_cache: tuple[dict, ...] | None = None  # --verbose: the .hf_cache's repo snapshots
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "path": self.path,
             "ok": self.ok,
             "model_type": self.model_type,
@@ -73,6 +74,28 @@ class HealthReport:
             "checks": list(self.checks),
             "problems": [p.to_dict() for p in self.problems],
         }
+        if self.hf_cache is not None:
+            out["hf_cache"] = list(self.hf_cache)
+        return out
+
+
+def cache_listing(path: Path) -> tuple[dict, ...]:
+    """Every repo snapshot in a workspace's .hf_cache (its refs and files), and whether the
+    workspace declares it: the sentinel sync wrote from the lock names its repo and commit.
+    A run or a library that wrote there behind mlxk's back shows up as not declared."""
+    from .hfcache import snapshots
+    from .workspace import HF_CACHE, SENTINEL
+
+    try:
+        sentinel = json.loads((path / SENTINEL).read_text(encoding="utf-8"))
+        runtime = sentinel.get("runtime") or [] if isinstance(sentinel, dict) else []
+        declared = {(r.get("repo"), r.get("commit")) for r in runtime if isinstance(r, dict)}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        declared = set()
+    return tuple(
+        {**s.to_dict(), "declared": (s.repo, s.commit) in declared}
+        for s in snapshots(path / HF_CACHE)
+    )
 
 
 def check_workspace(path: Path, allow_pickle: bool = False) -> HealthReport:

@@ -2,13 +2,16 @@
 text and text to speech (mlx-audio).
 
 The caller sets the environment before anything imports huggingface_hub (it reads it once, at
-import): `HF_HOME=<workspace>/.hf_cache` and `HF_HUB_OFFLINE=1`, so whatever a library loads
-by repo id comes from the workspace's runtime captures or fails. `run_isolated` does that in a
-fresh interpreter (`python -m mlxk.runners`), as the convert worker does for conversions.
+import): `HF_HOME=<workspace>/.hf_cache` and `HF_HUB_OFFLINE=1` (`run_env`), so whatever a
+library loads by repo id comes from the workspace's runtime captures or fails. `run_isolated`
+does that in a fresh interpreter (`python -m mlxk.runners`), as the convert worker does for
+conversions; a capture run (`mlxk run --capture`) gives it an online environment instead.
 
 Each runner returns a small frozen result with `to_dict()`. A library that asks, offline, for
 a repo that is not cached raises `MissingRuntimeRepo` (a SourceError) naming the repo id, the
-revision and the files it asked for; a flag that does not fit the model's kind is a UserError.
+revision and the files it asked for; a hub that refuses a download (a gated repo, no token)
+is a SourceError with the hub's message; a flag that does not fit the model's kind is a
+UserError. Like the convert worker, this is the only place that imports its libraries.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -26,26 +30,24 @@ from pathlib import Path
 from typing import ClassVar
 
 from .errors import MlxkError, NotSupportedError, SourceError, UserError
-from .steps.convert import detect
+from .models import speaks_snac
+from .settings import Settings
+from .steps.convert import detect, tool_versions
 
 KINDS = ("text", "vision", "stt", "tts")
 KIND_WORDS = {"text": "text", "vision": "vision", "stt": "speech-to-text", "tts": "text-to-speech"}
 KIND_LIBRARIES = {"text": "mlx-lm", "vision": "mlx-vlm", "stt": "mlx-audio", "tts": "mlx-audio"}
-# mlx-audio TTS models that are plain language models speaking SNAC codes (Orpheus layout):
-# model_type → the id of the first audio code (mlx_audio/tts/models/{llama,qwen3}). Seven
-# 4096-entry code ranges follow it, so such a model's vocabulary reaches past them; a text
-# LLM of the same family does not. (Hard-coded: importing those modules downloads the codec.)
-SNAC_CODE_OFFSETS = {"llama": 128266, "qwen3": 151679}
-SNAC_CODES = 7 * 4096
+KIND_CONVERTERS = {"text": "mlx_lm", "vision": "mlx_vlm", "stt": "mlx_audio", "tts": "mlx_audio"}
+# The options each kind's runner takes (the rest of `mlxk run`'s options do not apply to it).
+KIND_OPTIONS = {
+    "text": ("max_tokens", "temp", "seed", "tokenizer_repo"),
+    "vision": ("max_tokens", "temp", "seed"),
+    "stt": ("language",),
+    "tts": ("seed", "voice"),
+}
 
 
 # ---------------------------------------------------------------- kinds
-
-
-def _speaks_snac(config: dict) -> bool:
-    offset = SNAC_CODE_OFFSETS.get(str(config.get("model_type", "")).lower())
-    vocab = config.get("vocab_size") or 0
-    return offset is not None and isinstance(vocab, int) and vocab >= offset + SNAC_CODES
 
 
 def kind_of(config: dict) -> str:
@@ -66,7 +68,7 @@ def kind_of(config: dict) -> str:
             f"{config.get('model_type') or 'this'} is an mlx-audio "
             f"{domain or 'audio'} model: mlxk runs only speech-to-text and text-to-speech"
         )
-    return "tts" if _speaks_snac(config) else "text"
+    return "tts" if speaks_snac(config) else "text"
 
 
 def read_kind(model_dir: Path) -> str:
@@ -185,15 +187,17 @@ class MissingRuntimeRepo(SourceError):
     Its JSON error type stays "source_error" (exit 3); `runtime_repo` says what was wanted.
     """
 
-    def __init__(self, what: str, repo: str, revision: str, files: tuple[str, ...]):
+    def __init__(self, what: str, repo: str, revision: str, files: tuple[str, ...], name=None):
         asked = f" ({', '.join(files)})" if files else ""
+        run = f"mlxk run --capture {name} …" if name else "mlxk run --capture NAME …"
         super().__init__(
             f"{what}: the model loads {repo}@{revision}{asked} at run time, and it is not in "
             f"the workspace's runtime cache",
-            hint=f"capture it: list hf://{repo}@{revision} under runtime: in models.yaml "
-            f"(include: {list(files) or ['*']}), or run `mlxk capture` online; then `mlxk sync`",
+            hint=f"run it once online to record it under runtime: (`{run}`, or "
+            f"`mlxk capture {name or 'NAME'} -- COMMAND`), or list hf://{repo}@{revision} "
+            "there yourself and `mlxk sync`",
         )
-        self.repo, self.revision, self.files = repo, revision, files
+        self.repo, self.revision, self.files, self.name = repo, revision, files, name
 
     @property
     def runtime_repo(self) -> dict:
@@ -233,17 +237,40 @@ def wanted_repo(exc: BaseException) -> tuple[str, str, tuple[str, ...]] | None:
     return None
 
 
+def hub_refusal(exc: BaseException) -> tuple[str, str] | None:
+    """(what was refused, the hub's message) if a hub call in `exc`'s chain was refused
+    access (a gated or private repo, HTTP 401/403): what a capture without a token meets."""
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    for e in _chain(exc):
+        if not isinstance(e, HfHubHTTPError):
+            continue
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if isinstance(e, GatedRepoError) or status in (401, 403):
+            said = e.server_message or str(e).strip().splitlines()[0]
+            url = str(getattr(getattr(e, "request", None), "url", "") or "")
+            repo = re.search(r"/(?:api/models/)?([\w.-]+/[\w.-]+)/(?:resolve|revision|tree)/", url)
+            return (repo.group(1) if repo else "a repo"), " ".join(said.split())
+    return None
+
+
 @contextlib.contextmanager
-def _runtime_repos_named(what: str) -> Iterator[None]:
+def _runtime_repos_named(what: str, name: str | None = None) -> Iterator[None]:
     try:
         yield
     except MlxkError:
         raise
     except Exception as e:
         wanted = wanted_repo(e)
-        if wanted is None:
-            raise
-        raise MissingRuntimeRepo(what, *wanted) from e
+        if wanted is not None:
+            raise MissingRuntimeRepo(what, *wanted, name=name) from e
+        refused = hub_refusal(e)
+        if refused is not None:
+            raise SourceError(
+                f"{what}: the hub refused {refused[0]}: {refused[1]}",
+                hint="set HF_TOKEN to a token with access to it (or `hf auth login`)",
+            ) from e
+        raise
 
 
 # ---------------------------------------------------------------- runners
@@ -440,31 +467,61 @@ def run(
     kind: str | None = None,
     options: dict | None = None,
     what: str = "run",
+    name: str | None = None,
 ):
     """Check the inputs against the model's kind, then run it (in this process)."""
     kind = kind or read_kind(Path(model_dir))
     check_inputs(kind, what, prompt=prompt, images=images, audio=audio, output=output)
-    opts = dict(options or {})
-    if kind == "text":
-        return generate_text(model_dir, prompt, what=what, **opts)
-    if kind == "vision":
-        return generate_vision(model_dir, prompt, images, what=what, **opts)
-    if kind == "stt":
-        return transcribe(model_dir, audio, what=what, **opts)
-    return speak(model_dir, prompt, output, what=what, **opts)
+    opts = {k: v for k, v in (options or {}).items() if k in KIND_OPTIONS[kind] and v is not None}
+    try:
+        if kind == "text":
+            return generate_text(model_dir, prompt, what=what, **opts)
+        if kind == "vision":
+            return generate_vision(model_dir, prompt, images, what=what, **opts)
+        if kind == "stt":
+            return transcribe(model_dir, audio, what=what, **opts)
+        return speak(model_dir, prompt, output, what=what, **opts)
+    except MissingRuntimeRepo as e:  # say which workspace to capture for
+        if name is None or e.name:
+            raise
+        raise MissingRuntimeRepo(what, e.repo, e.revision, e.files, name=name) from e.__cause__
 
 
-def run_env(model_dir: Path, hf_home: Path | None = None) -> dict[str, str]:
-    """The environment a run sees: offline, HF_HOME=<workspace>/.hf_cache, no token."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+# Variables that would move huggingface_hub's caches away from HF_HOME (a capture must land in
+# the HF_HOME it is given) or force it offline (a capture run must be online).
+CACHE_VARS = (
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+    "HF_ASSETS_CACHE",
+    "HUGGINGFACE_ASSETS_CACHE",
+    "HF_XET_CACHE",
+    "TRANSFORMERS_CACHE",
+    "HF_DATASETS_CACHE",
+)
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_STORED_TOKENS_PATH")
+
+
+def run_env(hf_home: Path, settings: Settings | None = None, online: bool = False) -> dict:
+    """The environment a model runs in: `HF_HOME=hf_home` (a workspace's .hf_cache), and
+
+    - offline (`mlxk run`): HF_HUB_OFFLINE=1 and no token;
+    - online (a capture run): HF_ENDPOINT and HF_TOKEN as usual, and the user's login token
+      file still found although HF_HOME moved.
+    """
+    settings = settings or Settings.from_env()
+    drop = set(CACHE_VARS) | set(OFFLINE_VARS) | ({"HF_TOKEN_PATH"} if online else set(TOKEN_VARS))
+    env = {k: v for k, v in settings.child_env().items() if k not in drop}
     env.update(
-        HF_HOME=str(hf_home or Path(model_dir) / ".hf_cache"),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
+        HF_HOME=str(hf_home),
         HF_HUB_DISABLE_TELEMETRY="1",
         HF_HUB_DISABLE_PROGRESS_BARS="1",
         TOKENIZERS_PARALLELISM="false",
     )
+    if online:
+        env["HF_TOKEN_PATH"] = str(settings.hf_token_path())
+    else:
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     return env
 
 
@@ -474,21 +531,26 @@ def run_isolated(
     env: dict[str, str] | None = None,
     kind: str | None = None,
     what: str = "run",
+    name: str | None = None,
     options: dict | None = None,
+    settings: Settings | None = None,
     **inputs,
 ) -> dict:
-    """`run` in a fresh interpreter with `env` (default `run_env`); its result's dict.
+    """`run` in a fresh interpreter with `env` (default: offline, `run_env` of the model's
+    .hf_cache); its result's dict.
 
     `inputs` are run's prompt, images, audio and output. They are checked here, before paying
     for a process; an MlxkError raised there is raised here again, as the same class.
     """
+    settings = settings or Settings.from_env()
     kind = kind or read_kind(Path(model_dir))
     check_inputs(kind, what, **inputs)
-    request = {"model_dir": str(model_dir), "kind": kind, "what": what, "options": options}
-    request.update(inputs)
+    tool_versions(KIND_CONVERTERS[kind])  # a missing library says which extra installs it
+    request = {"model_dir": str(model_dir), "kind": kind, "what": what, "name": name}
+    request.update(inputs, options=options)
     cmd = [sys.executable, "-m", "mlxk.runners", json.dumps(request, default=str)]
-    env = env or run_env(model_dir)
-    stderr = None if os.environ.get("MLXK_DEBUG") else subprocess.PIPE  # debug: show it
+    env = env or run_env(Path(model_dir) / ".hf_cache", settings)
+    stderr = None if settings.debug else subprocess.PIPE  # debug: show the library's output
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
     lines = proc.stdout.strip().splitlines()
     try:
@@ -498,15 +560,16 @@ def run_isolated(
         hint = "set MLXK_DEBUG=1 to see the library's output"
         raise SourceError(f"{what}: {last}", hint=hint) from None
     if "error" in reply:
-        raise _error_from(reply, what)
+        raise _error_from(reply, what, name)
     return reply["result"]
 
 
-def _error_from(reply: dict, what: str) -> MlxkError:
+def _error_from(reply: dict, what: str, name: str | None) -> MlxkError:
     """The worker's error, as the same class here."""
     if reply.get("runtime_repo"):
         wanted = reply["runtime_repo"]
-        return MissingRuntimeRepo(what, wanted["repo"], wanted["revision"], tuple(wanted["files"]))
+        files = tuple(wanted["files"])
+        return MissingRuntimeRepo(what, wanted["repo"], wanted["revision"], files, name=name)
     doc = reply["error"]
     classes = {c.kind: c for c in (UserError, NotSupportedError, SourceError)}
     return classes.get(doc["type"], MlxkError)(doc["message"], hint=doc["hint"])

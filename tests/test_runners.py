@@ -95,7 +95,7 @@ def test_a_flag_that_does_not_fit_names_the_kind(tiny):
 
 
 def test_text_vision_and_speech_to_text_run_offline(tiny, tmp_path):
-    env = runners.run_env(tmp_path, hf_home=tmp_path / "hf_home")  # offline
+    env = runners.run_env(tmp_path / "hf_home")  # offline
     text = runners.run_isolated(tiny["text"], env=env, prompt="hello", options={"max_tokens": 4})
     assert text["kind"] == "text" and text["library"] == "mlx-lm"
     assert text["generation_tokens"] == 4 and isinstance(text["text"], str)
