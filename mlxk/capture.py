@@ -121,12 +121,8 @@ def _capture(project, name: str, argv: tuple[str, ...], execute) -> CaptureResul
 # ---------------------------------------------------------------- the command
 
 
-_REFUSED = re.compile(r"GatedRepoError|gated repo|\b40[13] Client Error")
-_HUB_SAID = (
-    r"Access to model \S+ is restricted[^\n]*",
-    r"Cannot access gated repo[^\n]*",
-    r"\b40[13] Client Error[^\n]*",
-)
+_REFUSED = re.compile(r"\b40[13] Client Error\b")  # how huggingface_hub words a 401/403
+_TRACE = ("Traceback", "During handling", "The above exception")
 
 
 def _execute(argv, env: dict, what: str, json_mode: bool) -> None:
@@ -177,13 +173,17 @@ def _pump(src, dst, keep=None) -> None:
 
 
 def _hub_refusal(text: str) -> str | None:
-    if not _REFUSED.search(text):
+    """The hub's refusal (HTTP 401/403: a gated or private repo, a bad token) in a
+    command's stderr, as huggingface_hub printed it: its status line and the hub's message."""
+    hits = list(_REFUSED.finditer(text))
+    if not hits:
         return None
-    for pattern in _HUB_SAID:
-        found = re.findall(pattern, text)
-        if found:
-            return " ".join(found[-1].split())
-    return None
+    said = []
+    for line in text[hits[-1].start() :].splitlines():
+        if line.startswith(_TRACE):
+            break
+        said += [line.strip()] if line.strip() else []
+    return " ".join(said)[:500]
 
 
 # ---------------------------------------------------------------- what it found

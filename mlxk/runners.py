@@ -248,7 +248,10 @@ def hub_refusal(exc: BaseException) -> tuple[str, str] | None:
         status = getattr(getattr(e, "response", None), "status_code", None)
         if isinstance(e, GatedRepoError) or status in (401, 403):
             said = e.server_message or str(e).strip().splitlines()[0]
-            url = str(getattr(getattr(e, "request", None), "url", "") or "")
+            try:
+                url = str(e.response.url)
+            except Exception:  # httpx raises RuntimeError for a response without a request
+                url = str(e)
             repo = re.search(r"/(?:api/models/)?([\w.-]+/[\w.-]+)/(?:resolve|revision|tree)/", url)
             return (repo.group(1) if repo else "a repo"), " ".join(said.split())
     return None

@@ -6,7 +6,6 @@ run online records it, and once it is listed under `runtime:` and synced, it run
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import wave
 from pathlib import Path
@@ -20,16 +19,9 @@ from mlxk import runners
 from mlxk.errors import NotSupportedError, UserError
 from mlxk.hfcache import cached_repos
 from tests.hubserver import unique_repo_id
-from tests.support import DEMO_MODEL, ROOT, write_manifest
+from tests.support import DEMO_MODEL, load_script, write_manifest
 
 SNAC = "mlx-community/snac_24khz"
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +172,33 @@ def test_tts_second_repo_fails_offline_is_captured_online_then_runs_offline(
     assert read_wav(tmp_path / "c.wav") == (24000, res["samples"]) == (24000, out["samples"])
     assert res["duration_seconds"] == round(res["samples"] / 24000, 3)
     assert mlxk("verify", "-f", str(m)).exit_code == 0
+
+
+def test_mlxk_run_dispatches_vision_and_speech_to_text_from_the_workspace(tiny, tmp_path, mlxk):
+    """`mlxk run` picks the runner from the synced workspace's config.json."""
+    import shutil
+
+    project = tmp_path / "p"
+    for name in ("vision", "stt"):
+        shutil.copytree(tiny[name], project / name)
+    body = "version: 1\nworkspaces:\n  v:\n    source: path:vision\n  s:\n    source: path:stt\n"
+    m = str(write_manifest(project, body))
+    assert mlxk("sync", "-f", m).exit_code == 0
+    image, audio = str(tiny["image"]), str(tiny["audio"])
+    res = mlxk(
+        "run", "-f", m, "v", "What is this?", "--image", image, "--max-tokens", "3", "--json"
+    )
+    assert res.exit_code == 0, res
+    data = res.json["data"]
+    assert (data["workspace"], data["kind"], data["images"]) == ("v", "vision", [image])
+    res = mlxk("run", "-f", m, "s", "--audio", audio, "--json")
+    assert res.exit_code == 0 and res.json["data"]["kind"] == "stt", res
+    plain = mlxk("run", "-f", m, "s", "--audio", audio)
+    assert plain.exit_code == 0 and plain.stdout.strip() == res.json["data"]["text"]
+    wrong = mlxk("run", "-f", m, "s", "--audio", audio, "--image", image, "--json")
+    assert wrong.exit_code == 2 and wrong.json["error"]["message"] == (
+        "run s: --image is only for vision models, and this is a speech-to-text model (mlx-audio)"
+    )
+    res = mlxk("run", "-f", m, "v", "hi", "--audio", audio)
+    assert res.exit_code == 2 and "this is a vision model (mlx-vlm)" in res.stderr
+    assert mlxk("verify", "-f", m).exit_code == 0  # running wrote nothing into the workspaces
