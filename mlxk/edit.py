@@ -85,7 +85,8 @@ def add_workspace(manifest: Path, name: str, entry: dict) -> str:
 def with_runtime(manifest: Path, name: str, add=(), extend=None) -> str:
     """The manifest's text with runtime entries `add` ({source, include}) appended to
     workspaces.NAME.runtime, and file names added to the include lists of the entries in
-    `extend` ({index: [names]}); comments and order kept. Validated, not written."""
+    `extend` ({index: [names]}, entries that have one); comments and order kept. Validated,
+    not written."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     y, doc = _load(manifest)
@@ -95,11 +96,8 @@ def with_runtime(manifest: Path, name: str, add=(), extend=None) -> str:
     runtime = ws.get("runtime")
     if runtime is None:
         runtime = ws["runtime"] = CommentedSeq()
-    for i, names in (extend or {}).items():
-        entry = runtime[i]
-        if isinstance(entry, str):  # a bare hf:// string becomes a mapping with an include
-            entry = runtime[i] = CommentedMap(source=entry)
-        include = entry.setdefault("include", CommentedSeq())
+    for i, names in (extend or {}).items():  # entries with an include list (without one,
+        include = runtime[i]["include"]  # an entry takes every file already)
         include.extend(n for n in names if n not in include)
     for new in add:
         include = CommentedSeq(new["include"])

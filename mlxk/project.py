@@ -360,6 +360,17 @@ class Project:
             reports.append(self.builder.rebuild(ws))
         return reports
 
+    def _rebuilt_identical(self, names, lock: Lock) -> list:
+        """--rebuild: rebuild these workspaces; any output not byte-identical is exit 3."""
+        rebuilt = self.rebuild(names, lock) if names else []
+        moved = [f"{r.name}/{f['path']}" for r in rebuilt for f in r.files if not f["identical"]]
+        if moved:
+            raise IntegrityError(
+                f"--rebuild: outputs differ from the lock: {', '.join(moved)}",
+                hint="the build is not reproducible with the tools installed here",
+            )
+        return rebuilt
+
     def sync(
         self,
         locked: bool = False,
@@ -377,15 +388,7 @@ class Project:
             notes = recover(self.home)
             self.register()
             lock, lock_result = self.current_lock(locked=locked, frozen=frozen)
-            rebuilt = self.rebuild(rebuild, lock) if rebuild else []
-            moved = [
-                f"{r.name}/{f['path']}" for r in rebuilt for f in r.files if not f["identical"]
-            ]
-            if moved:
-                raise IntegrityError(
-                    f"--rebuild: outputs differ from the lock: {', '.join(moved)}",
-                    hint="the build is not reproducible with the tools installed here",
-                )
+            rebuilt = self._rebuilt_identical(rebuild, lock)
             plan = self.plan(lock, prune=prune)
             if only is not None:
                 plan = Plan(tuple(w for w in plan.workspaces if w.name in only))
