@@ -235,3 +235,28 @@ def test_health_verbose_lists_every_hf_cache_repo_declared_or_not(tmp_path, repo
     assert "hf_cache" not in mlxk("health", "-f", m, "m", "--json").json["data"]["workspaces"][0]
     assert not p.verify().ok  # verify reports the undeclared file as drift
     assert lockfile.read(tmp_path / "mlxk.lock").workspaces["m"].runtime
+
+
+def test_a_capture_runs_online_with_the_users_token_and_a_run_offline_without(tmp_path):
+    from mlxk.runners import run_env
+    from mlxk.settings import Settings
+
+    user = {
+        "HF_TOKEN": "hf_SECRETcapture0123456789",
+        "HF_HOME": str(tmp_path / "user-hf"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "elsewhere"),
+        "HF_ENDPOINT": "http://mirror.internal:8090",
+        "PATH": "/usr/bin",
+    }
+    settings = Settings.from_env(user)
+    online = run_env(tmp_path / "capture", settings, online=True)
+    assert online["HF_HOME"] == str(tmp_path / "capture") and "HF_HUB_CACHE" not in online
+    assert "HF_HUB_OFFLINE" not in online and online["HF_ENDPOINT"] == user["HF_ENDPOINT"]
+    assert online["HF_TOKEN"] == user["HF_TOKEN"]  # HF_TOKEN as usual, and the login token:
+    assert online["HF_TOKEN_PATH"] == str(tmp_path / "user-hf" / "token")
+    offline = run_env(tmp_path / "ws" / ".hf_cache", settings)
+    assert offline["HF_HUB_OFFLINE"] == "1" and offline["TRANSFORMERS_OFFLINE"] == "1"
+    assert not {"HF_TOKEN", "HF_TOKEN_PATH"} & set(offline) and offline["PATH"] == "/usr/bin"
+    bare = Settings.from_env({"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert bare.hf_token_path() == tmp_path / "xdg" / "huggingface" / "token"
