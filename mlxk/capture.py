@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import hfcache
 from . import lock as lockfile
-from .errors import CommandFailed, IntegrityError, SourceError, UserError
+from .errors import CommandFailed, IntegrityError, SourceError, UserError, scrub
 from .lock import Lock, LockedRuntime
 from .workspace import HF_CACHE
 
@@ -121,7 +121,8 @@ def _capture(project, name: str, argv: tuple[str, ...], execute) -> CaptureResul
 # ---------------------------------------------------------------- the command
 
 
-_REFUSED = re.compile(r"\b40[13] Client Error\b")  # how huggingface_hub words a 401/403
+# How huggingface_hub words a 401/403 ("401 Client Error.", "403 Forbidden: ...").
+_REFUSED = re.compile(r"\b40[13] (?:Client Error|Unauthorized|Forbidden)\b")
 _TRACE = ("Traceback", "During handling", "The above exception")
 
 
@@ -151,6 +152,7 @@ def _execute(argv, env: dict, what: str, json_mode: bool) -> None:
         return
     said = _hub_refusal("".join(tail))
     if said:
+        said = scrub(said, env.get("HF_TOKEN"))
         raise SourceError(
             f"{what}: the hub refused {argv[0]} a download: {said}",
             hint="set HF_TOKEN to a token with access to it (or `hf auth login`); "
@@ -175,11 +177,12 @@ def _pump(src, dst, keep=None) -> None:
 def _hub_refusal(text: str) -> str | None:
     """The hub's refusal (HTTP 401/403: a gated or private repo, a bad token) in a
     command's stderr, as huggingface_hub printed it: its status line and the hub's message."""
-    hits = list(_REFUSED.finditer(text))
-    if not hits:
+    hub = re.compile(r"^huggingface_hub\.errors\.\w+: (?=.*" + _REFUSED.pattern + ")", re.M)
+    hit = hub.search(text) or _REFUSED.search(text)  # huggingface_hub's own words first
+    if not hit:
         return None
     said = []
-    for line in text[hits[-1].start() :].splitlines():
+    for line in text[hit.end() :].splitlines():
         if line.startswith(_TRACE):
             break
         said += [line.strip()] if line.strip() else []

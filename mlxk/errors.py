@@ -12,10 +12,23 @@ Exit codes (documented in the README; the only place they are defined):
 
 from __future__ import annotations
 
+import re
+
 EXIT_OK = 0
 EXIT_CHANGES = 1
 EXIT_USER = 2
 EXIT_SOURCE = 3
+
+
+_CREDENTIALS = re.compile(r"Bearer\s+\S+|\bhf_[A-Za-z0-9]{8,}")
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """Text from outside (a hub's message) made safe to show: the given secrets, bearer
+    credentials and anything shaped like a hub token are replaced."""
+    for secret in filter(None, secrets):
+        text = text.replace(secret, "<token>")
+    return _CREDENTIALS.sub("<token>", text)
 
 
 class MlxkError(Exception):

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from .errors import MlxkError, NotSupportedError, SourceError, UserError
+from .errors import MlxkError, NotSupportedError, SourceError, UserError, scrub
 from .models import speaks_snac
 from .settings import Settings
 from .steps.convert import detect, tool_versions
@@ -264,15 +264,16 @@ def _runtime_repos_named(what: str, name: str | None = None) -> Iterator[None]:
     except MlxkError:
         raise
     except Exception as e:
+        refused = hub_refusal(e)  # first: a refusal can end in a "not cached" error too
+        if refused is not None:
+            said = scrub(refused[1], Settings.from_env().hf_token)
+            raise SourceError(
+                f"{what}: the hub refused {refused[0]}: {said}",
+                hint="set HF_TOKEN to a token with access to it (or `hf auth login`)",
+            ) from e
         wanted = wanted_repo(e)
         if wanted is not None:
             raise MissingRuntimeRepo(what, *wanted, name=name) from e
-        refused = hub_refusal(e)
-        if refused is not None:
-            raise SourceError(
-                f"{what}: the hub refused {refused[0]}: {refused[1]}",
-                hint="set HF_TOKEN to a token with access to it (or `hf auth login`)",
-            ) from e
         raise
 
 

@@ -23,6 +23,7 @@ from tests.support import load_script, validate_output, write_manifest
 from tests.test_hub_faults import FaultServer
 
 SNAC = "mlx-community/snac_24khz"
+SECRET = "hf_SECRETcapturetoken0123456789abcdef"
 TOKENIZER = ("tokenizer.json", "tokenizer_config.json")
 
 
@@ -180,6 +181,20 @@ def test_a_hub_that_refuses_the_download_is_exit_3_with_its_message(
             f"Cannot access gated repo for url {fault.endpoint}/api/models/{SNAC}/revision/main. "
             + said
         )
+        # With a token the hub does not accept, and echoes back: never shown by mlxk.
+        monkeypatch.setenv("HF_TOKEN", SECRET)
+        fault.answer = (403, {"X-Error-Message": "token {auth} is not allowed"}, b"")
+        res = mlxk("run", "-f", m, "--capture", "tts", "hi", "--output", out, "--json")
+        assert res.exit_code == 3 and "the hub refused" in res.json["error"]["message"], res
+        shown = [res.stdout, res.stderr]
+        res = mlxk("capture", "-f", m, "--json", "tts", "--", sys.executable, "-c", fetch)
+        assert (
+            res.exit_code == 3
+            and "403 Forbidden: token <token> is not" in res.json["error"]["message"]
+        )
+        shown.append(res.stdout)
+        assert all(r[2].get("authorization") == f"Bearer {SECRET}" for r in fault.log[-1:])
+        assert not [s for s in shown if SECRET in s or "Bearer" in s], shown
     finally:
         fault.close()
     after = tts_project.read_bytes(), (tts_project.parent / "mlxk.lock").read_bytes()
