@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import re
 import shutil
 import subprocess
@@ -85,17 +86,17 @@ def capture_command(project, name: str, argv, ui=None, json_mode: bool = False) 
         raise UserError(
             f"capture {name}: no COMMAND given", hint="mlxk capture NAME -- COMMAND [ARGS...]"
         )
-    what = f"capture {name}"
-    return _capture(project, name, tuple(argv), lambda env: _execute(argv, env, what, json_mode))
+    run = functools.partial(_execute, argv, what=f"capture {name}", json_mode=json_mode)
+    return _capture(project, name, tuple(argv), run, ui)
 
 
 def capture_run(project, request, ui=None) -> CaptureResult:
     """`mlxk run --capture NAME ...`: mlxk's own run is the command."""
     argv = ("mlxk", "run", request.name)
-    return _capture(project, request.name, argv, lambda env: project.run(request, env=env))
+    return _capture(project, request.name, argv, lambda env: project.run(request, env=env), ui)
 
 
-def _capture(project, name: str, argv: tuple[str, ...], execute) -> CaptureResult:
+def _capture(project, name: str, argv: tuple[str, ...], execute, ui=None) -> CaptureResult:
     path = project.synced_path(name, "capture")
     lock = project.current_lock(locked=True, purpose="capture")[0]
     from .runners import run_env
@@ -106,6 +107,8 @@ def _capture(project, name: str, argv: tuple[str, ...], execute) -> CaptureResul
             shutil.copytree(path / HF_CACHE, home, symlinks=True)
         home.mkdir(exist_ok=True)
         before = hfcache.state(home)
+        if ui is not None:
+            ui.note(f"capture {name}: running {argv[0]} online, HF_HOME={home}")
         ran = execute(run_env(home, project.settings, online=True))
         changes = plan_capture(lock.workspaces[name], hfcache.fetched_since(home, before))
         shown = project.manifest.path.name
@@ -131,9 +134,8 @@ def _execute(argv, env: dict, what: str, json_mode: bool) -> None:
     on its exit code, and a hub that refused it a download is exit 3 with the hub's word."""
     try:
         proc = subprocess.Popen(
-            list(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            errors="replace",
-        )  # fmt: skip
+            list(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, errors="replace"
+        )
     except FileNotFoundError:
         raise CommandFailed(f"{what}: no such command: {argv[0]}", 127) from None
     except PermissionError:
