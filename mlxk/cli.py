@@ -523,14 +523,20 @@ def show_cmd(ui, file, target, with_files):
 
 @cli.command("health")
 @click.argument("target", metavar="[NAME|PATH]", required=False, shell_complete=complete_workspace)
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Also list each workspace's .hf_cache repos, and whether runtime: declares them.",
+)
 @command("health")
-def health_cmd(ui, file, target):
+def health_cmd(ui, file, target, verbose):
     """Check workspaces are usable without loading them: config, shards, safetensors headers,
     tokenizer, no pickle weights. Exit 1 with the problems."""
     from .health import check_all
     from .output import render_health
 
-    result = check_all(_maybe_project(file, ui), target, _ws_home())
+    result = check_all(_maybe_project(file, ui), target, _ws_home(), verbose=verbose)
     code = EXIT_OK if result.ok else EXIT_CHANGES
     return Outcome(
         result.to_dict(), render_health(list(result.reports)), code, "ok" if result.ok else "drift"
@@ -628,19 +634,74 @@ def gc_cmd(ui, file, locks, only, dry_run, grace):
     return Outcome(report.to_dict(), render_gc(report))
 
 
+@cli.command(
+    "capture", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@click.argument("name", shell_complete=complete_workspace)
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
+@command("capture")
+def capture_cmd(ui, file, name, argv):
+    """Run COMMAND once online, with HF_HOME=<workspace>/.hf_cache (a fresh copy of it), and
+    record every hub repo it downloaded as a runtime: entry of NAME in models.yaml, pinned to
+    the revision the loader asked for and the commit it got; relock, check every captured
+    byte against the hub, and place the captures from the store. A failing COMMAND passes on
+    its exit code and changes nothing."""
+    from .capture import capture_command
+    from .output import render_capture
+
+    argv = list(argv)[1:] if argv and argv[0] == "--" else list(argv)
+    result = capture_command(_project(file, ui), name, argv, ui=ui, json_mode=ui.json_mode)
+    return Outcome(result.to_dict(), render_capture(result))
+
+
 @cli.command("run")
 @click.argument("name", shell_complete=complete_workspace)
-@click.argument("prompt", required=False, default="Hello")
+@click.argument("prompt", required=False, default=None)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="An image for a vision model (repeatable).",
+)
+@click.option(
+    "--audio", type=click.Path(dir_okay=False), metavar="FILE", help="Audio to transcribe."
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Where a text-to-speech model writes its WAV.",
+)
 @click.option("--max-tokens", type=click.IntRange(1, 100_000), default=32, show_default=True)
 @click.option("--temp", type=click.FloatRange(0.0, 10.0), default=0.0, show_default=True)
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
+@click.option(
+    "--capture",
+    is_flag=True,
+    help="Run online instead, and record every hub repo the model downloads under the "
+    "workspace's runtime: (as `mlxk capture NAME -- mlxk run NAME ...`).",
+)
 @command("run")
-def run_cmd(ui, file, name, prompt, max_tokens, temp, seed):
-    """Generate from a synced workspace with the network off (HF_HUB_OFFLINE=1,
-    HF_HOME=<workspace>/.hf_cache)."""
+def run_cmd(ui, file, name, prompt, images, audio, output, max_tokens, temp, seed, capture):
+    """Run a synced workspace's model by its kind, with the network off (HF_HUB_OFFLINE=1,
+    HF_HOME=<workspace>/.hf_cache): text and vision print the generated text, speech to
+    text the transcript; text to speech writes a WAV (--output)."""
+    from .output import render_run
+
     project = _project(file, ui)
-    out = project.run(name, prompt, max_tokens=max_tokens, temp=temp, seed=seed)
-    return Outcome(out, out["text"])
+    inputs = {"prompt": prompt, "images": list(images), "audio": audio, "output": output}
+    options = {"max_tokens": max_tokens, "temp": temp, "seed": seed}
+    request = project.run_request(name, options, **inputs)
+    if capture:
+        from .capture import capture_run
+        from .output import render_capture
+
+        result = capture_run(project, request, ui=ui)
+        return Outcome(result.to_dict(), render_capture(result))
+    out = project.run(request)
+    return Outcome(out, render_run(out))
 
 
 def main() -> None:

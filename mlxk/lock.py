@@ -98,20 +98,48 @@ class LockedRuntime:
         """Its folder in the Hugging Face cache layout, relative to the workspace."""
         return f".hf_cache/hub/models--{self.repo.replace('/', '--')}"
 
-    def placed(self) -> list[Placed]:
-        """Every file it puts in the workspace: the snapshot's files (real files, no
-        symlinks into blobs/), and refs/<revision> holding the commit (bytes given inline)."""
+    def snapshot(self) -> list[Placed]:
+        """Its files in `snapshots/<commit>/`, as real files (no symlinks into blobs/)."""
         snap = f"{self.cache_dir}/snapshots/{self.commit}"
-        out = [
+        return [
             Placed(FileEntry(f"{snap}/{f.path}", f.size, f.hash, f.hub_hash), self.pin, f)
             for f in self.files
         ]
-        if self.revision != self.commit:
-            data = self.commit.encode()
-            digest = "sha256:" + hashlib.sha256(data).hexdigest()
-            ref = FileEntry(f"{self.cache_dir}/refs/{self.revision}", len(data), digest)
-            out.append(Placed(ref, data=data))
-        return out
+
+
+DEFAULT_REF = "main"  # what a loader that names no revision asks the cache for
+
+
+def runtime_refs(runtime) -> dict[tuple[str, str], str]:
+    """{(cache dir, ref name): commit}: the refs files the runtime captures place.
+
+    Derived, never stored in the lock: each capture's own revision (a branch or tag) points
+    at its locked commit, and `main`, which loaders that name no revision ask for, points
+    at the commit of the repo's entry pinned to main, else of its first entry. A capture
+    pinned to a commit needs no ref of its own (loaders look that snapshot up directly).
+    """
+    refs: dict[tuple[str, str], str] = {}
+    for r in runtime:
+        if r.revision != r.commit:
+            refs.setdefault((r.cache_dir, r.revision), r.commit)
+    for r in runtime:
+        refs.setdefault((r.cache_dir, DEFAULT_REF), r.commit)
+    return refs
+
+
+def runtime_placements(runtime) -> list[Placed]:
+    """Every file the runtime captures put in the workspace: each snapshot's files (once per
+    path), then the refs files of `runtime_refs`, whose bytes (the commit) the lock holds."""
+    out: dict[str, Placed] = {}
+    for r in runtime:
+        for p in r.snapshot():
+            out.setdefault(p.file.path, p)
+    for (cache_dir, name), commit in runtime_refs(runtime).items():
+        data = commit.encode()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        ref = FileEntry(f"{cache_dir}/refs/{name}", len(data), digest)
+        out.setdefault(ref.path, Placed(ref, data=data))
+    return list(out.values())
 
 
 @dataclass(frozen=True)
@@ -133,7 +161,7 @@ class LockedWorkspace:
         files (from the source, or built by the steps), then runtime captures (which the
         content hash leaves out)."""
         content = [Placed(f, None if self.steps else self.source, f) for f in self.files]
-        return content + [p for r in self.runtime for p in r.placed()]
+        return content + runtime_placements(self.runtime)
 
     @property
     def placed_files(self) -> tuple[FileEntry, ...]:

@@ -410,6 +410,8 @@ def render_health(reports) -> str:
         )
         for p in r.problems:
             lines.append(f"    {p.check:12} {p.message}")
+        if r.hf_cache is not None:
+            lines += render_hf_cache(r.hf_cache)
     bad = sum(1 for _, r in reports if not r.ok)
     lines.append("Healthy." if not bad else f"{bad} of {len(reports)} workspace(s) have problems.")
     if any(p.check == "exists" for _, r in reports for p in r.problems):
@@ -437,3 +439,45 @@ def render_clone(result) -> str:
         f"{result.path}: {result.files} files, {human_size(result.bytes)}\n"
         f"content hash {result.content_hash}"
     )
+
+
+def render_run(out: dict) -> str:
+    """What a run produced: the text, the transcript, or where the speech went."""
+    if out["kind"] == "tts":
+        return (
+            f"wrote {out['output']}: {out['duration_seconds']} s of audio at "
+            f"{out['sample_rate']} Hz ({out['samples']} samples)"
+        )
+    return out["text"]
+
+
+def render_capture(result) -> str:
+    lines = [render_run(result.run)] if result.run else []
+    if not result.captured:
+        lines.append(
+            f"capture {result.workspace}: nothing new: {result.command[0]} downloaded no hub "
+            "file that runtime: does not hold already; nothing changed"
+        )
+        return "\n".join(lines)
+    for c in result.captured:
+        lines.append(
+            f"{c.action:9} {result.workspace}: hf://{c.repo}@{c.revision} ({c.commit[:12]}): "
+            + (", ".join(c.files) or "no new files")
+        )
+    lines.append(
+        f"Wrote {result.manifest} and mlxk.lock; placed {result.placed} file(s) from the store in "
+        f"{result.workspace}/.hf_cache"
+    )
+    return "\n".join(lines)
+
+
+def render_hf_cache(entries) -> list[str]:
+    """`health --verbose`: a workspace's .hf_cache, one line per repo snapshot."""
+    if not entries:
+        return ["    .hf_cache    (empty)"]
+    return [
+        f"    .hf_cache    {e['repo']}@{','.join(e['refs']) or e['commit'][:12]} "
+        f"({e['commit'][:12]}): {len(e['files'])} file(s), "
+        + ("declared" if e["declared"] else "NOT declared in runtime:")
+        for e in entries
+    ]

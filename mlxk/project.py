@@ -52,6 +52,17 @@ class _NullTask:
         pass
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """A checked `mlxk run`: the workspace, its kind, the inputs and the runner's options."""
+
+    name: str
+    path: Path
+    kind: str
+    inputs: dict
+    options: dict
+
+
 @dataclass
 class LockResult:
     lock: Lock
@@ -134,6 +145,7 @@ class Project:
         )
         self.builder = Builder(self.store, self.fetcher, ui=self.ui)
         self._build_lock = threading.Lock()
+        self._clients = clients
         self._hash_cache = None
         self.fetched = {"files": 0, "bytes": 0}  # fetched from sources by this process
 
@@ -162,6 +174,18 @@ class Project:
     def load(cls, file=None, settings: Settings | None = None, **kwargs) -> Project:
         settings = settings or Settings.from_env()
         return cls(load_manifest(file, settings), settings=settings, **kwargs)
+
+    def reload(self) -> Project:
+        """This project again, its manifest read anew (same store, settings, clients, UI)."""
+        return Project(
+            load_manifest(self.manifest.path, self.settings),
+            store=self.store,
+            jobs=self.jobs,
+            offline=self.fetcher.offline,
+            ui=self.ui,
+            settings=self.settings,
+            clients=self._clients,
+        )
 
     # ------------------------------------------------------------ basics
     @property
@@ -416,6 +440,17 @@ class Project:
             reports.append(self.builder.rebuild(ws))
         return reports
 
+    def _rebuilt_identical(self, names, lock: Lock) -> list:
+        """--rebuild: rebuild these workspaces; any output not byte-identical is exit 3."""
+        rebuilt = self.rebuild(names, lock) if names else []
+        moved = [f"{r.name}/{f['path']}" for r in rebuilt for f in r.files if not f["identical"]]
+        if moved:
+            raise IntegrityError(
+                f"--rebuild: outputs differ from the lock: {', '.join(moved)}",
+                hint="the build is not reproducible with the tools installed here",
+            )
+        return rebuilt
+
     def sync(
         self,
         locked: bool = False,
@@ -423,7 +458,9 @@ class Project:
         prune: bool = False,
         link: str = "copy",
         rebuild=(),
+        only: frozenset[str] | None = None,
     ) -> SyncReport:
+        """Make the workspaces on disk match the lock (`only`: just these workspaces)."""
         if link not in ("copy", "hardlink"):
             raise UserError(f"--link: unknown mode {link!r} (copy or hardlink)")
         flock = self._exclusive()
@@ -431,16 +468,10 @@ class Project:
             notes = recover(self.home)
             self.register()
             lock, lock_result = self.current_lock(locked=locked, frozen=frozen)
-            rebuilt = self.rebuild(rebuild, lock) if rebuild else []
-            moved = [
-                f"{r.name}/{f['path']}" for r in rebuilt for f in r.files if not f["identical"]
-            ]
-            if moved:
-                raise IntegrityError(
-                    f"--rebuild: outputs differ from the lock: {', '.join(moved)}",
-                    hint="the build is not reproducible with the tools installed here",
-                )
+            rebuilt = self._rebuilt_identical(rebuild, lock)
             plan = self.plan(lock, prune=prune)
+            if only is not None:
+                plan = Plan(tuple(w for w in plan.workspaces if w.name in only))
             if plan.blocked:
                 raise UserError("; ".join(f"{w.name}: {w.reason}" for w in plan.blocked))
             if self.fetcher.offline:
@@ -481,36 +512,40 @@ class Project:
         return {**self.fetched, **({"remote": dict(remote.served)} if remote else {})}
 
     # ------------------------------------------------------------ run
-    def run(
-        self,
-        name: str,
-        prompt: str,
-        max_tokens: int = 32,
-        temp: float = 0.0,
-        seed: int | None = None,
-    ) -> dict:
-        """Generate from a synced workspace, offline (HF_HOME=<workspace>/.hf_cache)."""
-        from .models import TOKENIZER_FILES, has_tokenizer
-        from .steps.convert import generate
-
-        lock = self.current_lock(frozen=True, purpose="run")[0]
+    def synced_path(self, name: str, what: str = "run") -> Path:
+        """The directory of a workspace that is in the lock and synced (else exit 2)."""
+        lock = self.current_lock(frozen=True, purpose=what)[0]
         self.warn_if_stale(lock)
         if name not in lock.workspaces:
             raise UserError(
-                f"run: no workspace named {name!r} in the lock",
+                f"{what}: no workspace named {name!r} in the lock",
                 hint=f"workspaces: {', '.join(sorted(lock.workspaces)) or 'none'}",
             )
         path = self.workspace_path(name)
         state = scan(path, jobs=self.jobs) if path.is_dir() else None
         if state is None or not state.managed:
             raise UserError(
-                f"run: {name} is not synced at {self.shown(path)}", hint="run `mlxk sync` first"
+                f"{what}: {name} is not synced at {self.shown(path)}", hint="run `mlxk sync` first"
             )
-        tokenizer = None
-        if not has_tokenizer(p.name for p in path.iterdir() if p.is_file()):
+        return path
+
+    def run_request(self, name: str, options: dict | None = None, **inputs) -> RunRequest:
+        """What `run` will do, checked before anything runs: the workspace is synced, its
+        kind (from config.json) takes these inputs (else exit 2, naming the kind)."""
+        from . import runners
+        from .models import TOKENIZER_FILES, has_tokenizer
+
+        path = self.synced_path(name)
+        kind = runners.read_kind(path)
+        if kind == "text" and not inputs.get("prompt"):
+            inputs["prompt"] = "Hello"
+        runners.check_inputs(kind, f"run {name}", **inputs)
+        options = dict(options or {})
+        if kind == "text" and not has_tokenizer(p.name for p in path.iterdir() if p.is_file()):
             # A model that ships without a tokenizer loads one by repo id at run time: take
             # it from the runtime captures, offline, as the upstream library would.
-            tokenizer = next(
+            lock = self.current_lock(frozen=True, purpose="run")[0]
+            options["tokenizer_repo"] = next(
                 (
                     (r.repo, r.revision)
                     for r in lock.workspaces[name].runtime
@@ -518,8 +553,25 @@ class Project:
                 ),
                 None,
             )
-        out = generate(path, prompt, max_tokens, temp, seed, tokenizer, self.settings)
-        return {"workspace": name, "prompt": prompt, **out}
+        return RunRequest(name, path, kind, inputs, options)
+
+    def run(self, request: RunRequest, env: dict | None = None) -> dict:
+        """Run a synced workspace's model by its kind, offline (HF_HOME=<workspace>/.hf_cache,
+        HF_HUB_OFFLINE=1), or with `env` (a capture run's online environment)."""
+        from .runners import run_isolated
+
+        out = run_isolated(
+            request.path,
+            env=env,
+            kind=request.kind,
+            what=f"run {request.name}",
+            name=request.name,
+            options=request.options,
+            settings=self.settings,
+            **request.inputs,
+        )
+        given = {k: request.inputs[k] for k in ("prompt",) if request.inputs.get(k)}
+        return {"workspace": request.name, **given, **out}
 
     # ------------------------------------------------------------ bundles
     def bundle(

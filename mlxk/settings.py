@@ -65,6 +65,20 @@ class Settings:
             environ=tuple(sorted(env.items())),
         )
 
+    def get(self, name: str) -> str | None:
+        """One variable of the environment read at start (empty ones dropped, as above)."""
+        return dict(self.environ).get(name)
+
+    def hf_token_path(self) -> Path:
+        """Where huggingface_hub keeps the user's login token (`hf auth login`), as it works
+        it out: $HF_TOKEN_PATH, else $HF_HOME/token, else $XDG_CACHE_HOME/huggingface/token,
+        else ~/.cache/huggingface/token. A child given another HF_HOME is pointed back here."""
+        if self.get("HF_TOKEN_PATH"):
+            return Path(self.get("HF_TOKEN_PATH")).expanduser()
+        cache = self.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
+        home = self.get("HF_HOME") or str(Path(cache) / "huggingface")
+        return Path(home).expanduser() / "token"
+
     def child_env(self, drop_prefixes: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
         """The environment for a child process: ours, less `drop_prefixes`, plus `extra`."""
         env = {k: v for k, v in self.environ if not k.startswith(drop_prefixes or ("\0",))}

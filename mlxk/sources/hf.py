@@ -64,7 +64,10 @@ class HfClient:
 
     # ------------------------------------------------------------ errors
     def _translate(self, e: Exception, what: str) -> SourceError:
-        import httpx2
+        try:  # huggingface_hub 2.x talks through httpx2, 1.x through httpx
+            from httpx2 import TransportError
+        except ImportError:
+            from httpx import TransportError
         from huggingface_hub import errors as hf_errors
 
         if isinstance(e, hf_errors.GatedRepoError):
@@ -95,7 +98,7 @@ class HfClient:
                     hint="check the commit sha, or use a branch or tag",
                 )
             return SourceError(f"{what}: hub answered HTTP {status} at {self.endpoint}")
-        if isinstance(e, (httpx2.TransportError, OSError)):
+        if isinstance(e, (TransportError, OSError)):
             return SourceError(
                 f"{what}: cannot reach the hub at {self.endpoint} ({type(e).__name__})",
                 hint="check HF_ENDPOINT and the network; `mlxk sync --offline` works from the "
