@@ -84,14 +84,19 @@ def git_file(path: str, disk: Path) -> HubFile:
 class FastHub:
     """``with FastHub() as hub: hub.add_repo("org/x", [files...]); hub.endpoint``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, rate: int | None = None):
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, rate: int | None = None, ranges: bool = True
+    ):
         """`rate`: bytes per second each connection is capped at (as CDNs cap them); None
-        for no cap (sendfile at loopback speed)."""
+        for no cap (sendfile at loopback speed). `ranges=False`: ignore Range and send whole
+        files (200), as olah does."""
         self.rate = rate
+        self.ranges = ranges
         self.repos: dict[str, HubRepo] = {}
         self.requests = 0
         self.bytes_sent = 0  # file bytes sent by resolve GETs
         self.ranged = 0  # resolve GETs answered 206 (a resumed or ranged download)
+        self.gets: list[tuple[str, int, int]] = []  # each resolve GET: (path, start, end)
         self._lock = threading.Lock()
         hub = self
 
@@ -217,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
         etag = f'"{f.sha256 or f.blob_id}"'
         start, end = 0, f.size - 1
         status = 200
-        rng = self.headers.get("Range")
+        rng = self.headers.get("Range") if self.owner.ranges else None
         if rng and rng.startswith("bytes=") and "," not in rng:
             first, _, last = rng[6:].partition("-")
             with contextlib.suppress(ValueError):
@@ -234,6 +239,9 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 status = 206
         length = end - start + 1
+        if not head:
+            with self.owner._lock:
+                self.owner.gets.append((path, start, end + 1))
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(length))

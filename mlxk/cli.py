@@ -213,9 +213,11 @@ def plan_cmd(ui, file, prune):
 @click.option("--jobs", "-j", type=int, default=None, help="Parallel downloads (default 4).")
 @click.option(
     "--link",
-    type=click.Choice(["copy", "hardlink"]),
-    default="copy",
-    help="How files come from the store: copy (reflink where possible) or hardlink.",
+    type=click.Choice(["auto", "copy", "hardlink"]),
+    default=None,
+    help="How files come from the store: auto (a reflink where the filesystem can, else a "
+    "hardlink to the read-only blob), copy (writable files; a reflink where possible) or "
+    "hardlink. Default: $MLXK_LINK, else the manifest's link, else auto.",
 )
 @click.option(
     "--from",
@@ -468,8 +470,16 @@ def _ws_home():
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching (repeatable).")
 @click.option("--add", is_flag=True, help="Also add it to models.yaml and lock it.")
 @click.option("--jobs", "-j", type=int, default=None, help="Parallel downloads (default 4).")
+@click.option(
+    "--link",
+    type=click.Choice(["auto", "copy", "hardlink"]),
+    default=None,
+    help="How files come from the store: copy (default: writable files of their own, a "
+    "reflink where possible), auto or hardlink (read-only files sharing the store's bytes). "
+    "With --add, as for sync.",
+)
 @command("clone")
-def clone_cmd(ui, file, ref, directory, include, exclude, add, jobs):
+def clone_cmd(ui, file, ref, directory, include, exclude, add, jobs, link):
     """Download one repo at a pinned commit into DIRECTORY (default
     $MLXK_WORKSPACE_HOME/<name>): real files, no symlinks, nothing in the HF cache; a
     complete workspace or nothing. Refuses a non-empty DIRECTORY."""
@@ -479,13 +489,15 @@ def clone_cmd(ui, file, ref, directory, include, exclude, add, jobs):
 
     if add:
         project = _project(file, ui, jobs)
-        result = clone_add(project, ref, directory, include, exclude)
+        result = clone_add(project, ref, directory, include, exclude, link=link)
         text = f"added {result.added} to {project.manifest.path.name}; {result.in_sync}"
         return Outcome(result.to_dict(), text)
     store = Project.default_store()
     store.ensure_usable()
     where = Path(directory) if directory else None
-    result = clone(ref, where, store, include, exclude, jobs or DEFAULT_JOBS, ui=ui)
+    result = clone(
+        ref, where, store, include, exclude, jobs or DEFAULT_JOBS, link=link or "copy", ui=ui
+    )
     return Outcome(result.to_dict(), render_clone(result))
 
 

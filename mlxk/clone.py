@@ -96,7 +96,7 @@ def clone(
     sentinel = sentinel_text(name, locked, operation="clone")
     prov = Provenance(have=lambda f: store.has(f.hex, f.size))
     wplan = plan_workspace(name, locked, WorkspaceState(target, exists=False), sentinel, prov)
-    check_space(target.parent, store, Plan((wplan,)), target.name)
+    check_space(target.parent, store, Plan((wplan,)), target.name, link)
     build_workspace(
         wplan,
         locked,
@@ -136,7 +136,9 @@ class CloneAddResult:
         return {"added": self.added, "sync": self.report.to_dict()}
 
 
-def clone_add(project, ref: str, directory, include=(), exclude=()) -> CloneAddResult:
+def clone_add(
+    project, ref: str, directory, include=(), exclude=(), link: str | None = None
+) -> CloneAddResult:
     """`mlxk clone --add`: the repo becomes a workspace of the manifest (under its home),
     which is then locked and synced."""
     from .edit import add_workspace, workspace_entry
@@ -154,4 +156,4 @@ def clone_add(project, ref: str, directory, include=(), exclude=()) -> CloneAddR
     again = Project.load(
         project.manifest.path, settings=project.settings, ui=project.ui, jobs=project.jobs
     )
-    return CloneAddResult(name, again.sync())
+    return CloneAddResult(name, again.sync(link=link))

@@ -9,6 +9,7 @@ uses it (CI should not trust a cache); `plan`, `sync` and `verify --fast` do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -40,7 +41,8 @@ class HashCache:
         self._lock = threading.Lock()
         if path.is_file():
             try:
-                with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                with contextlib.closing(db), db:  # closed now, not when collected
                     for dev, ino, size, mt, ct, h in db.execute("SELECT * FROM hashes"):
                         self._known[(dev, ino)] = (size, mt, ct, h)
             except sqlite3.Error:
@@ -73,7 +75,8 @@ class HashCache:
         with self._lock:
             rows = [(d, i, *v) for (d, i), v in self._new.items()]
             try:
-                with sqlite3.connect(self.path, timeout=30) as db:
+                db = sqlite3.connect(self.path, timeout=30)
+                with contextlib.closing(db), db:
                     db.execute(SCHEMA)
                     db.executemany("INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?)", rows)
             except sqlite3.Error:

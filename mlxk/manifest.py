@@ -6,12 +6,10 @@ Errors name the file, line, column and field path, e.g.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path, PurePosixPath
 
 import yaml
@@ -38,7 +36,8 @@ def manifest_schema() -> dict:
 
 @cache
 def _schema(kind_names: tuple[str, ...]) -> dict:
-    text = resources.files("mlxk").joinpath("schemas/manifest.schema.json").read_text()
+    # beside this module (importlib.resources costs a tenth of the start-up; mlxk is never zipped)
+    text = (Path(__file__).parent / "schemas" / "manifest.schema.json").read_text("utf-8")
     schema = json.loads(text)
     schema["$defs"]["source"] = source_schema(schema["$defs"]["source"])
     return schema
@@ -100,6 +99,7 @@ class Manifest:
     workspaces: dict[str, WorkspaceSpec] = field(default_factory=dict)
     allowed_signers: Path | None = None  # who may sign the bundles this site imports
     remote: str | None = None  # oci://HOST/PREFIX (`remote:`); not part of any digest
+    link: str | None = None  # how sync places files, if the manifest says (not in the digest)
 
     @property
     def root(self) -> Path:
@@ -232,6 +232,8 @@ def _schema_message(err) -> tuple[tuple, str, bool]:
 
 def _unknown_key(err, schema: dict, path: tuple) -> tuple[tuple, str, bool]:
     """An unknown key (or step), with did-you-mean."""
+    import difflib
+
     allowed = sorted(schema.get("properties", {}))
     extra = [k for k in err.instance if k not in schema.get("properties", {})]
     key = str(extra[0]) if extra else "?"
@@ -253,6 +255,10 @@ def _unknown_key(err, schema: dict, path: tuple) -> tuple[tuple, str, bool]:
 
 
 def _validate(data, label: str, values: dict, keys: dict) -> None:
+    from .minischema import is_valid
+
+    if is_valid(data, manifest_schema()):
+        return  # valid for certain: jsonschema (slow to import) only words errors
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(manifest_schema())
@@ -404,11 +410,8 @@ def _remote(data: dict, label: str, values: dict) -> str | None:
     return ref.describe()
 
 
-def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
-    """models.yaml's text → Manifest; `settings` gives the default home ($MLXK_WORKSPACE_HOME)."""
-    label = path.name
-    if len(text.encode("utf-8", "replace")) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{label}: file is larger than {MAX_MANIFEST_BYTES} bytes")
+def _read_yaml(text: str, label: str) -> tuple[dict, dict, dict]:
+    """The YAML as data, with each value's and key's line and column; one-line errors."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None:
@@ -440,6 +443,15 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
         raise ManifestError(
             f"{label}:1:1: (top level): expected a mapping with 'version' and 'workspaces'"
         )
+    return data, values, keys
+
+
+def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
+    """models.yaml's text → Manifest; `settings` gives the default home ($MLXK_WORKSPACE_HOME)."""
+    label = path.name
+    if len(text.encode("utf-8", "replace")) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{label}: file is larger than {MAX_MANIFEST_BYTES} bytes")
+    data, values, keys = _read_yaml(text, label)
     _validate(data, label, values, keys)
 
     home, store, signers = _places(data, path.parent, label, values, settings)
@@ -463,7 +475,8 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
             allow_pickle=bool(raw.get("allow_pickle", False)),
         )
     remote = _remote(data, label, values)
-    return Manifest(path, home, store, workspaces, allowed_signers=signers, remote=remote)
+    extra = {"allowed_signers": signers, "remote": remote, "link": data.get("link")}
+    return Manifest(path, home, store, workspaces, **extra)
 
 
 def find_manifest(file: str | os.PathLike | None = None) -> Path:

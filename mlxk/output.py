@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from functools import cache
-from importlib import resources
 
 from .errors import MlxkError
 
 
 @cache
 def output_schema() -> dict:
+    from importlib import resources  # only for the schema: keep it off the start-up path
+
     return json.loads(resources.files("mlxk").joinpath("schemas/output.schema.json").read_text())
 
 

@@ -20,7 +20,7 @@ from .manifest import LOCK_NAME, Manifest, load_manifest
 from .plan import Plan, Provenance, make_plan
 from .resolve import resolve, stale_reasons, steps_outdated
 from .settings import Settings
-from .store import Store, default_store_root
+from .store import LINK_MODES, Store, default_store_root
 from .sync import (
     SyncResult,
     build_workspace,
@@ -115,6 +115,19 @@ class SyncReport:
             "notes": self.notes,
             "fetched": self.fetched,
         }
+
+
+def choose_link(option: str | None, env: str | None, manifest: str | None) -> str:
+    """The link mode from the first of --link, $MLXK_LINK and the manifest that is set."""
+    for value, where in ((option, "--link"), (env, "MLXK_LINK"), (manifest, "link")):
+        if value is None:
+            continue
+        if value not in LINK_MODES:
+            raise UserError(
+                f"{where}: unknown link mode {value!r}", hint=f"use one of {', '.join(LINK_MODES)}"
+            )
+        return value
+    return "auto"
 
 
 class Project:
@@ -451,18 +464,22 @@ class Project:
             )
         return rebuilt
 
+    def link_mode(self, option: str | None = None) -> str:
+        """How sync places files: --link, else $MLXK_LINK, else the manifest's `link`, else
+        auto."""
+        return choose_link(option, self.settings.link, self.manifest.link)
+
     def sync(
         self,
         locked: bool = False,
         frozen: bool = False,
         prune: bool = False,
-        link: str = "copy",
+        link: str | None = None,
         rebuild=(),
         only: frozenset[str] | None = None,
     ) -> SyncReport:
         """Make the workspaces on disk match the lock (`only`: just these workspaces)."""
-        if link not in ("copy", "hardlink"):
-            raise UserError(f"--link: unknown mode {link!r} (copy or hardlink)")
+        link = self.link_mode(link)
         flock = self._exclusive()
         try:
             notes = recover(self.home)
@@ -477,7 +494,7 @@ class Project:
             if self.fetcher.offline:
                 self._check_offline(plan)
             notes += self.builder.clean_stale()
-            check_space(self.home, self.store, plan, self.shown(self.home))
+            check_space(self.home, self.store, plan, self.shown(self.home), link)
             result = SyncResult()
             for wplan in plan.workspaces:
                 target = self.workspace_path(wplan.name)

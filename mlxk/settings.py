@@ -44,6 +44,7 @@ class Settings:
     remote: str | None = None  # MLXK_REMOTE: oci://HOST[:PORT]/PREFIX, the fleet's registry
     # MLXK_INSECURE_REGISTRIES, SSL_CERT_FILE, REGISTRY_AUTH_FILE, DOCKER_CONFIG, HOME, ...
     registry: RegistrySettings = field(default_factory=RegistrySettings)
+    link: str | None = None  # MLXK_LINK: how sync places files (checked where it is used)
     environ: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
@@ -62,6 +63,7 @@ class Settings:
             allowed_signers=_path(get("MLXK_ALLOWED_SIGNERS", "").strip()),
             remote=get("MLXK_REMOTE", "").strip() or None,
             registry=RegistrySettings.from_env(env),
+            link=get("MLXK_LINK", "").strip() or None,
             environ=tuple(sorted(env.items())),
         )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -18,13 +17,22 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from . import platform, ranged
 from .errors import DiskError, IntegrityError
 from .hashcache import HashCache
 from .hashing import CHUNK, StreamHasher, hash_file
+from .ranged import RangePolicy
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _PARTIAL_KEY = re.compile(r"(sha256-[0-9a-f]{64}|gitsha1-[0-9a-f]{40})")
-FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+WRITEBACK = 16 << 20  # bytes downloaded between starting their writeback (sync_file_range)
+LINK_MODES = ("auto", "copy", "hardlink")
+# what each link mode tries, in order, before a plain copy
+LINK_ORDER = {
+    "auto": ("reflink", "hardlink"),
+    "copy": ("reflink",),
+    "hardlink": ("hardlink", "reflink"),
+}
 
 # opener(offset) -> (start, chunks): the bytes of the file from `start`, which is `offset` when
 # the source honoured the request to resume, else 0.
@@ -38,8 +46,9 @@ def default_store_root() -> Path:
 
 
 class Store:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, ranges: RangePolicy | None = None):
         self.root = Path(root)
+        self.ranges = ranges or RangePolicy()  # when and how big files are fetched in pieces
         self._verified: set[str] = set()  # blobs hashed (on entry or on check) by this process
         self._blob_cache: HashCache | None = None
         self._init_lock = threading.Lock()
@@ -159,22 +168,16 @@ class Store:
         with self._lock(key):
             if sha256 and self.check(sha256.removeprefix("sha256:"), size):
                 return sha256
-            hasher, offset = self._resume(partial, size, gitsha1 is not None)
             try:
-                start, chunks = opener(offset)
-                mode = "ab"
-                if start != offset:  # the source could not resume: start over
-                    hasher, mode = StreamHasher(size if gitsha1 else None), "wb"
-                with open(partial, mode) as f:
-                    for chunk in chunks:
-                        f.write(chunk)
-                        hasher.update(chunk)
-                        if on_bytes:
-                            on_bytes(len(chunk))
-                    f.flush()
-                    os.fsync(f.fileno())
+                hasher = None
+                span = getattr(opener, "span", None)
+                if span is not None and size >= self.ranges.min_size:
+                    hasher = self._fetch_ranged(partial, span, size, gitsha1, label, on_bytes)
+                if hasher is None:
+                    hasher = self._fetch_stream(partial, opener, size, gitsha1, on_bytes)
             except OSError as e:
                 raise self._disk_error(e, label) from None
+            ranged.sidecar_path(partial).unlink(missing_ok=True)
             problem = _mismatch(hasher, size, sha256, gitsha1)
             if problem:
                 partial.unlink(missing_ok=True)
@@ -200,9 +203,39 @@ class Store:
             )
         return e
 
+    def _fetch_stream(self, partial: Path, opener: Opener, size: int, gitsha1, on_bytes):
+        """The file in one stream, appended to what an interrupted fetch left."""
+        hasher, offset = self._resume(partial, size, gitsha1 is not None)
+        start, chunks = opener(offset)
+        mode = "ab"
+        if start != offset:  # the source could not resume: start over
+            hasher, mode = StreamHasher(size if gitsha1 else None), "wb"
+        with open(partial, mode) as f:
+            done = written = f.tell()
+            for chunk in chunks:
+                f.write(chunk)
+                hasher.update(chunk)
+                written += len(chunk)
+                if written - done >= WRITEBACK:  # to disk while downloading, not all at the end
+                    f.flush()
+                    platform.start_writeback(f.fileno(), done, written - done)
+                    done = written
+                if on_bytes:
+                    on_bytes(len(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+        return hasher
+
     def _resume(self, partial: Path, size: int, git: bool) -> tuple[StreamHasher, int]:
-        """Hash what an interrupted fetch left, so the rest can be appended."""
+        """Hash what an interrupted fetch left, so the rest can be appended (of a ranged
+        fetch, the part from the start without a gap)."""
         hasher = StreamHasher(size if git else None)
+        side = ranged.sidecar_path(partial)
+        if side.exists():
+            pieces = ranged.load_sidecar(partial, size)
+            with contextlib.suppress(FileNotFoundError):
+                os.truncate(partial, ranged.prefix(pieces) if pieces else 0)
+            side.unlink()
         try:
             have = partial.stat().st_size
         except FileNotFoundError:
@@ -214,6 +247,41 @@ class Store:
             while chunk := f.read(CHUNK):
                 hasher.update(chunk)
         return hasher, have
+
+    def _fetch_ranged(self, partial: Path, span, size: int, gitsha1, label: str, on_bytes):
+        """The file in pieces fetched at once (resuming each), or None if the source ignores
+        Range (nothing is kept then: the caller streams it whole)."""
+        pieces = ranged.load_sidecar(partial, size)
+        if pieces is None:
+            have = self._stream_leftover(partial, size)
+            pieces = [(0, have, have)] if have else []
+            pieces += ranged.cut(have, size, self.ranges.piece_for(size))
+            with open(partial, "ab") as f:
+                f.truncate(size)  # sparse; each piece is written at its offset
+        git = gitsha1 is not None
+        job = ranged.RangedDownload(partial, size, span, pieces, git, self.ranges, on_bytes, label)
+        try:
+            hasher = job.run()
+        except ranged.NoRanges:
+            partial.unlink(missing_ok=True)
+            ranged.sidecar_path(partial).unlink(missing_ok=True)
+            return None
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())
+        return hasher
+
+    def _stream_leftover(self, partial: Path, size: int) -> int:
+        """Bytes a single-stream fetch left in `partial` (a ranged one's, unreadable, go)."""
+        side = ranged.sidecar_path(partial)
+        try:
+            have = partial.stat().st_size
+        except FileNotFoundError:
+            have = 0
+        if side.exists() or have >= size:
+            side.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
+            return 0
+        return have
 
     def put_bytes(self, data: bytes) -> str:
         """Store a small blob given in full (e.g. a refs file); returns its digest."""
@@ -245,18 +313,25 @@ class Store:
 
     # ------------------------------------------------------------ materialise
     def materialize(self, hexdigest: str, dest: Path, link: str = "copy") -> str:
-        """Place blob at dest (a new path) by reflink, hardlink (opt-in) or copy; returns how."""
+        """Place a blob at dest (a new path); returns how: "reflink", "hardlink" or "copy".
+
+        `auto`: a reflink where the filesystem can, else a hardlink to the read-only blob, else
+        a copy. `copy`: a reflink, else a copy (a writable file of its own either way).
+        `hardlink`: a hardlink, else a reflink, else a copy. The bytes are written once
+        unless it comes to a copy.
+        """
         src = self.blob_path(hexdigest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if link == "hardlink":
-            try:
-                os.link(src, dest)
-                return "hardlink"
-            except OSError:
-                pass
-        if _reflink(src, dest):
-            os.chmod(dest, 0o644)
-            return "reflink"
+        for how in LINK_ORDER[link]:
+            if how == "reflink" and platform.clone_file(src, dest):
+                os.chmod(dest, 0o644)
+                return how
+            if how == "hardlink":
+                try:
+                    os.link(src, dest)
+                    return how
+                except OSError:  # another volume, too many links, no hardlinks here
+                    pass
         try:
             shutil.copyfile(src, dest)
         except OSError as e:
@@ -278,14 +353,3 @@ def _mismatch(hasher: StreamHasher, size: int, sha256, gitsha1) -> str | None:
     if gitsha1 and hasher.git_digest() != gitsha1:
         return f"git blob sha1 {hasher.git_digest()} != expected {gitsha1}"
     return None
-
-
-def _reflink(src: Path, dest: Path) -> bool:
-    """Copy-on-write clone where the filesystem supports it (btrfs, XFS, bcachefs)."""
-    try:
-        with open(src, "rb") as s, open(dest, "wb") as d:
-            fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
-        return True
-    except OSError:
-        dest.unlink(missing_ok=True)
-        return False

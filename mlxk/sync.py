@@ -8,7 +8,6 @@ the previous workspace as it was.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import shutil
@@ -18,13 +17,11 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import faults, interrupt
+from . import faults, interrupt, platform
 from .errors import DiskError, IntegrityError
 from .workspace import SENTINEL, STAGING, walk_all
 
 STOP_WAIT = 0.5  # seconds fetch threads get to stop (at their next chunk) after a failure
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
 
 
 @dataclass
@@ -49,23 +46,6 @@ class SyncResult:
         return {"workspaces": [w.to_dict() for w in self.workspaces]}
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if rc == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), str(a))
-
-
 def _fsync(path: Path) -> None:
     """Flush a file's data, or a directory's entries, to disk."""
     fd = os.open(path, os.O_RDONLY)
@@ -75,9 +55,10 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def check_space(where: Path, store, plan, what: str) -> None:
+def check_space(where: Path, store, plan, what: str, link: str = "copy") -> None:
     """Refuse early when the volume of `where` (and the store's) cannot hold what `plan`
-    writes: every file placed, and every blob fetched or built into the store."""
+    writes: every blob fetched or built into the store, and every file placed, unless it
+    shares the store's bytes (a link mode other than copy, on the store's volume)."""
     from .output import human_size
 
     need_ws = sum(w.download_bytes for w in plan.changed())
@@ -87,6 +68,8 @@ def check_space(where: Path, store, plan, what: str) -> None:
     where.mkdir(parents=True, exist_ok=True)
     store.root.mkdir(parents=True, exist_ok=True)
     same = where.stat().st_dev == store.root.stat().st_dev
+    if same and link != "copy":
+        need_ws = 0  # hardlinks (or reflinks) to the store's blobs
     free = shutil.disk_usage(where).free
     need = need_ws + (need_store if same else 0)
     if need > free:
@@ -134,7 +117,7 @@ def switch_in(staging: Path, target: Path) -> None:
     """Put the finished staging dir at target; the old target (if any) is removed after."""
     parent = target.parent
     if target.exists() or target.is_symlink():
-        if not faults.no_exchange() and _exchange(staging, target):
+        if not faults.no_exchange() and platform.exchange_dirs(staging, target):
             _fsync(parent)
             faults.point("switch-after")
             shutil.rmtree(staging)
@@ -212,8 +195,7 @@ def _place(wplan, locked, staging: Path, store, ensure, link, jobs, progress, re
             faults.point("fetch-done")
         interrupt.check(stop)
         dest = staging / entry.path
-        store.materialize(entry.hex, dest, link=link)
-        if link != "hardlink":
+        if store.materialize(entry.hex, dest, link=link) != "hardlink":
             _fsync(dest)
         return entry
 

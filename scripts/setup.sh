@@ -15,6 +15,8 @@ for pair in git-lfs:git-lfs ssh-keygen:openssh-client docker-registry:docker-reg
   htpasswd:apache2-utils openssl:openssl; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || APT+=("${pair#*:}")
 done
+# xfsprogs: mkfs.xfs for the reflink tests on a loop-mounted XFS (tests/test_reflink_xfs.py)
+command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || [ -x /sbin/mkfs.xfs ] || APT+=(xfsprogs)
 if [ ${#APT[@]} -gt 0 ]; then
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq &&

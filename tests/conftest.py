@@ -43,3 +43,18 @@ def demo_dir(tmp_path) -> Path:
 def demo_files() -> dict[str, bytes]:
     """The tiny real model's files, to serve from a hub repo."""
     return {p.name: p.read_bytes() for p in sorted(DEMO_MODEL.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def no_reflinks(monkeypatch):
+    """This process's platform clones no file (as on ext4), whatever the test disk can do: the
+    default link mode then hardlinks."""
+    from mlxk import platform
+
+    class NoClone(platform.Platform):
+        def clone_file(self, src, dest) -> bool:
+            return False
+
+    real = platform.current()
+    fake = NoClone(real.system, real.lookup)
+    monkeypatch.setattr(platform, "current", lambda: fake)

@@ -150,7 +150,8 @@ def test_runtime_dependency_is_captured_and_runs_offline(
     hub, hf_env, tmp_path, mlxk, demo_files, monkeypatch
 ):
     m, tok = runtime_project(hub, tmp_path, demo_files)
-    res = mlxk("sync", "-f", m, "--json")
+    # copies: the file damaged below is the workspace's own, the store's blob stays good
+    res = mlxk("sync", "-f", m, "--json", "--link", "copy")
     assert res.exit_code == 0, res
     ws = tmp_path / "models" / "m"
     lock = lockfile.read(tmp_path / "mlxk.lock").workspaces["m"]

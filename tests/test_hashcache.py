@@ -87,19 +87,47 @@ def test_list_and_show_never_create_the_cache(tmp_path, mlxk, monkeypatch):
 
 def test_store_blobs_are_not_hashed_again_by_the_next_process(synced, mlxk, monkeypatch):
     """Blobs enter the store hashed; a later sync trusts them while their stat is unchanged
-    (read-only, same inode/size/mtime) and rehashes one that was touched."""
+    (read-only, same inode/size/mtime/ctime) and rehashes one that was touched. With copies
+    (--link copy) nothing else touches a blob."""
     from mlxk import store
 
     m, ws = synced
+    shutil.rmtree(ws)
+    assert mlxk("sync", "-f", m, "--link", "copy").exit_code == 0
     calls = []
     real = store.hash_file
     monkeypatch.setattr(store, "hash_file", lambda p, *a, **k: (calls.append(p), real(p))[1])
     shutil.rmtree(ws)
-    assert mlxk("sync", "-f", m).exit_code == 0
+    assert mlxk("sync", "-f", m, "--link", "copy").exit_code == 0
     assert calls == []
     blob = next(p for p in (ws.parent.parent / "store" / "blobs").rglob("*") if p.is_file())
     os.utime(blob)  # a blob whose stat moved is hashed again before use
     shutil.rmtree(ws)
-    assert mlxk("sync", "-f", m).exit_code == 0
+    assert mlxk("sync", "-f", m, "--link", "copy").exit_code == 0
     assert [p.name for p in calls] == [blob.name]
     assert mlxk("verify", "-f", m).exit_code == 0
+
+
+def test_blobs_a_removed_hardlinked_workspace_shared_are_hashed_again(
+    tmp_path, mlxk, monkeypatch, no_reflinks
+):
+    """The price of hardlinks (the default without reflinks): once a workspace sharing a blob's
+    inode is gone, nothing tells whether it was written through, so the blob's next use
+    rehashes it (its ctime moved); a no-op sync with the workspace in place reads nothing."""
+    from mlxk import store
+
+    shutil.copytree(DEMO_MODEL, tmp_path / "demo-model")
+    m = str(
+        write_manifest(tmp_path, "version: 1\nworkspaces:\n  a:\n    source: path:demo-model\n")
+    )
+    assert mlxk("sync", "-f", m).exit_code == 0
+    ws = tmp_path / "models" / "a"
+    assert (ws / "config.json").stat().st_nlink == 2
+    calls = []
+    real = store.hash_file
+    monkeypatch.setattr(store, "hash_file", lambda p, *a, **k: (calls.append(p), real(p))[1])
+    assert mlxk("sync", "-f", m).exit_code == 0
+    assert calls == []
+    shutil.rmtree(ws)
+    assert mlxk("sync", "-f", m).exit_code == 0
+    assert len(calls) == len([p for p in DEMO_MODEL.iterdir() if p.is_file()])

@@ -110,3 +110,42 @@ def test_a_signal_stops_sync_at_once_and_loses_nothing(tmp_path, mlxk, capped, s
 def test_interrupt_exit_codes_are_documented():
     text = (Path(__file__).parent.parent / "docs" / "exit-codes.md").read_text()
     assert "| 130 | SIGINT" in text and "| 143 | SIGTERM" in text
+
+
+def test_a_signal_stops_a_ranged_download_at_once_and_each_piece_resumes(tmp_path, capped):
+    """A file above the ranged threshold comes in pieces, 8 connections at once; Ctrl-C stops
+    every one at its next chunk, and the next sync asks only for what no piece has yet."""
+    from mlxk.ranged import RangePolicy
+
+    root = tmp_path / "p"
+    size = RangePolicy().min_size + 8 * 1024 * 1024
+    big = add_repo(capped, tmp_path, "org/one", 1, size)
+    m = manifest(root, "org/one")
+    proc = start_sync(m)
+    store = tmp_path / "store" / "tmp"
+    deadline = time.monotonic() + 30
+    while not list(store.glob("*.parts")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # every connection is receiving
+    began = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    took = time.monotonic() - began
+    assert proc.returncode == 130, err
+    assert took < 1.0, f"exited {took:.2f} s after the signal"
+    assert "Traceback" not in err
+    (side,) = store.glob("*.parts")
+    import json
+
+    pieces = json.loads(side.read_text())["pieces"]
+    done = sum(d for _, _, d in pieces)
+    assert len(pieces) > 1 and 0 < done < size
+    gets = len(capped.gets)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlxk.cli", "sync", "-f", m], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    asked = capped.gets[gets:]
+    assert sum(end - start for _, start, end in asked) == size - done
+    ws = root / "models" / "m"
+    assert (ws / "model-0.safetensors").read_bytes() == big["model-0.safetensors"]

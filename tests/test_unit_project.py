@@ -203,7 +203,7 @@ def test_plan_after_sync_has_no_changes_and_every_file_kept(tmp_path, repos):
 
 def test_plan_of_a_damaged_workspace_places_from_the_store(tmp_path, repos):
     p = project(tmp_path, repos, HF)
-    p.sync()
+    p.sync(link="copy")  # a copy of its own: damaging it leaves the store's blob intact
     (ws_dir(p) / "model.safetensors").write_bytes(b"x")
     ws = p.plan().workspaces[0]
     assert ws.op == "update"
@@ -234,7 +234,7 @@ def test_plan_json_is_valid_against_the_output_schema(tmp_path, repos):
 # ---------------------------------------------------------------- sync and verify
 
 
-@pytest.mark.parametrize("link", ["copy", "hardlink"])
+@pytest.mark.parametrize("link", ["auto", "copy", "hardlink"])
 def test_sync_places_exactly_the_locked_bytes(tmp_path, repos, link):
     p = project(tmp_path, repos, HF)
     report = p.sync(link=link)
@@ -244,7 +244,7 @@ def test_sync_places_exactly_the_locked_bytes(tmp_path, repos, link):
     assert p.verify().ok
 
 
-@pytest.mark.parametrize("link", ["copy", "hardlink"])
+@pytest.mark.parametrize("link", ["auto", "copy", "hardlink"])
 def test_a_second_sync_fetches_nothing(tmp_path, repos, link):
     p = project(tmp_path, repos, HF)
     p.sync(link=link)
@@ -293,12 +293,28 @@ def test_verify_sees_an_edit_that_keeps_size_and_mtime(tmp_path, repos, fast):
 
 def test_sync_repairs_from_the_store_without_fetching(tmp_path, repos):
     p = project(tmp_path, repos, HF)
-    p.sync()
+    p.sync(link="copy")
     (ws_dir(p) / "model.safetensors").write_bytes(b"broken")
     served = len(repos.served)
-    p.sync()
+    p.sync(link="copy")
     assert len(repos.served) == served
     assert p.verify().ok
+
+
+def test_a_write_through_a_default_hardlink_is_repaired_by_fetching_again(
+    tmp_path, repos, no_reflinks
+):
+    """No reflinks here, so the default links the read-only blob; root writes through it
+    anyway: the blob is found corrupt (rehashed: it has two links) and fetched again."""
+    p = project(tmp_path, repos, HF)
+    p.sync()
+    placed = ws_dir(p) / "model.safetensors"
+    assert placed.stat().st_nlink == 2 and not placed.stat().st_mode & 0o222
+    placed.write_bytes(b"broken")
+    served = len(repos.served)
+    p.sync()
+    assert len(repos.served) == served + 1
+    assert p.verify().ok and placed.read_bytes() == FILES["model.safetensors"]
 
 
 def test_tampered_bytes_from_the_source_change_nothing_on_disk(tmp_path, repos):

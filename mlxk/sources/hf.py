@@ -195,55 +195,73 @@ class HfClient:
         return sorted(out, key=lambda f: f.path)
 
     # ------------------------------------------------------------ download
-    def opener(self, repo: str, commit: str, path: str):
-        """A store Opener for one file: GET pinned to the commit, with Range to resume."""
+    def opener(self, repo: str, commit: str, path: str) -> HubOpener:
+        """A store Opener for one file: GET pinned to the commit, with Range to resume, and
+        ranged GETs (`span`) for fetching a big file in pieces."""
         from huggingface_hub import hf_hub_url
-        from huggingface_hub.utils import build_hf_headers, get_session
 
         url = hf_hub_url(repo, path, revision=commit, endpoint=self.endpoint)
-        what = f"hf://{repo}@{commit[:12]}/{path}"
+        return HubOpener(self, url, f"hf://{repo}@{commit[:12]}/{path}")
 
-        def open_at(offset: int) -> tuple[int, Iterator[bytes]]:
-            headers = build_hf_headers(token=self._token or False, library_name="mlxk")
-            headers["Accept-Encoding"] = "identity"
-            if offset:
-                headers["Range"] = f"bytes={offset}-"
-            session = get_session()
-            try:
-                request = session.build_request("GET", url, headers=headers, timeout=TIMEOUT)
-                response = session.send(request, stream=True, follow_redirects=True)
-            except Exception as e:
-                raise self._translate(e, what) from None
-            if response.status_code not in (200, 206):
-                response.close()
-                status = response.status_code
-                if status in (401, 403):
-                    raise SourceError(
-                        f"{what}: access denied (HTTP {status})",
-                        hint="set HF_TOKEN to a token with access to it",
-                    )
-                raise SourceError(f"{what}: hub answered HTTP {status}")
-            start = offset if response.status_code == 206 else 0
 
-            def chunks() -> Iterator[bytes]:
-                got = 0
-                try:
-                    for chunk in response.iter_raw():
-                        got += len(chunk)
-                        yield chunk
-                except Exception as e:
-                    # Mid-body: the store keeps what came, and the next fetch resumes from it.
-                    raise SourceError(
-                        f"{what}: download interrupted after {start + got} bytes "
-                        f"({type(e).__name__})",
-                        hint="run the command again: the download resumes where it stopped",
-                    ) from None
-                finally:
-                    response.close()
+@dataclass(frozen=True)
+class HubOpener:
+    client: HfClient
+    url: str
+    what: str
 
-            return start, chunks()
+    def __call__(self, offset: int) -> tuple[int, Iterator[bytes]]:
+        response = self._get(f"bytes={offset}-" if offset else None)
+        start = offset if response.status_code == 206 else 0
+        return start, self._chunks(response, start)
 
-        return open_at
+    def span(self, start: int, end: int) -> Iterator[bytes] | None:
+        """Bytes [start, end) of the file; None if the server ignored the Range."""
+        response = self._get(f"bytes={start}-{end - 1}")
+        served = response.headers.get("Content-Range", "")
+        if response.status_code != 206 or not served.startswith(f"bytes {start}-{end - 1}/"):
+            response.close()
+            return None
+        return self._chunks(response, start)
+
+    def _get(self, byte_range: str | None):
+        from huggingface_hub.utils import build_hf_headers, get_session
+
+        headers = build_hf_headers(token=self.client._token or False, library_name="mlxk")
+        headers["Accept-Encoding"] = "identity"
+        if byte_range:
+            headers["Range"] = byte_range
+        session = get_session()
+        try:
+            request = session.build_request("GET", self.url, headers=headers, timeout=TIMEOUT)
+            response = session.send(request, stream=True, follow_redirects=True)
+        except Exception as e:
+            raise self.client._translate(e, self.what) from None
+        if response.status_code not in (200, 206):
+            response.close()
+            status = response.status_code
+            if status in (401, 403):
+                raise SourceError(
+                    f"{self.what}: access denied (HTTP {status})",
+                    hint="set HF_TOKEN to a token with access to it",
+                )
+            raise SourceError(f"{self.what}: hub answered HTTP {status}")
+        return response
+
+    def _chunks(self, response, start: int) -> Iterator[bytes]:
+        got = 0
+        try:
+            for chunk in response.iter_raw():
+                got += len(chunk)
+                yield chunk
+        except Exception as e:
+            # Mid-body: the store keeps what came, and the next fetch resumes from it.
+            raise SourceError(
+                f"{self.what}: download interrupted after {start + got} bytes ({type(e).__name__})",
+                hint="run the command again: the download resumes where it stopped",
+            ) from None
+        finally:
+            response.close()
 
 
 # ---------------------------------------------------------------- the plug-in
