@@ -483,7 +483,8 @@ def clone_cmd(ui, file, ref, directory, include, exclude, add, jobs, link):
     """Download one repo at a pinned commit into DIRECTORY (default
     $MLXK_WORKSPACE_HOME/<name>): real files, no symlinks, nothing in the HF cache; a
     complete workspace or nothing. Refuses a non-empty DIRECTORY."""
-    from .clone import clone, clone_add
+    from .clone import clone
+    from .edit import clone_add
     from .output import render_clone
     from .project import DEFAULT_JOBS, Project
 

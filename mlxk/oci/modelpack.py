@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from ..errors import SourceError, UserError
-from ..sources import check_relpath, check_tree, shown_name
+from ..paths import check_relpath, check_tree, shown_name
 from . import mediatypes as mt
 
 PROVENANCE_PREFIX = "org.mlxk."  # manifest annotations carrying mlxk provenance
