@@ -87,13 +87,14 @@ def test_a_big_file_comes_in_pieces_at_once(tmp_path, blob_file):
 
 
 def test_pieces_run_in_parallel_on_a_capped_server(tmp_path, blob_file):
-    """Each connection capped at 1 MiB/s: 5 MiB in one stream takes 5 s, in 4 at once < 2.5 s."""
+    """Each connection capped at 1 MiB/s: the pieces come over several connections at once
+    (the speed-up itself is a benchmark figure, not a timed test)."""
     store = Store(tmp_path / "store", ranges=SMALL)
     with serve(FastHub(rate=1024 * KIB), blob_file) as hub:
-        began = time.monotonic()
-        fetch(hub, store, blob_file)
-        took = time.monotonic() - began
-    assert took < 2.5, took
+        digest = fetch(hub, store, blob_file)
+    _, data, sha = blob_file
+    assert digest == "sha256:" + sha and store.blob_path(sha).read_bytes() == data
+    assert hub.peak >= 2 and hub.ranged >= 2, (hub.peak, hub.ranged)
 
 
 def test_small_files_and_other_sources_come_in_one_stream(tmp_path, blob_file):
