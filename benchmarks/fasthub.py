@@ -96,6 +96,8 @@ class FastHub:
         self.requests = 0
         self.bytes_sent = 0  # file bytes sent by resolve GETs
         self.ranged = 0  # resolve GETs answered 206 (a resumed or ranged download)
+        self.sending = 0  # file bodies being sent right now
+        self.peak = 0  # the most file bodies sent at once (parallel connections)
         self.gets: list[tuple[str, int, int]] = []  # each resolve GET: (path, start, end)
         self._lock = threading.Lock()
         hub = self
@@ -258,6 +260,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head or not length:
             return
+        with self.owner._lock:
+            self.owner.sending += 1
+            self.owner.peak = max(self.owner.peak, self.owner.sending)
+        try:
+            self._send_body(f, start, length)
+        finally:
+            with self.owner._lock:
+                self.owner.sending -= 1
+
+    def _send_body(self, f, start: int, length: int) -> None:
         with open(f.disk, "rb") as fh:
             if self.owner.rate:
                 sent = self._send_capped(fh, start, length, self.owner.rate)

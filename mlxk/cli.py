@@ -105,12 +105,14 @@ def command(name: str):
     return decorate
 
 
-def _project(file, ui, jobs=None, offline=False):
+def _project(file, ui, jobs=None, offline=False, use_remote=True):
     from .project import DEFAULT_JOBS, Project
 
     if jobs is not None and jobs < 1:
         raise UserError("--jobs must be at least 1")
-    return Project.load(file, ui=ui, jobs=jobs or DEFAULT_JOBS, offline=offline)
+    return Project.load(
+        file, ui=ui, jobs=jobs or DEFAULT_JOBS, offline=offline, use_remote=use_remote
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -148,7 +150,8 @@ def cli():
 @click.option(
     "--refresh",
     is_flag=True,
-    help="With --check: also ask the hub whether a branch or tag moved (exit 1 if so).",
+    help="With --check: also ask the hub (or registry) whether a branch or tag moved (exit 1 if "
+    "so).",
 )
 @command("lock")
 def lock_cmd(ui, file, upgrade, jobs, check, refresh):
@@ -194,7 +197,18 @@ def plan_cmd(ui, file, prune):
 @cli.command("sync")
 @click.option("--locked", is_flag=True, help="Fail (exit 2) if the lock is missing or stale.")
 @click.option("--frozen", is_flag=True, help="Use the lock as is; never resolve.")
-@click.option("--offline", is_flag=True, help="No network: only the store (and bundles).")
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Never ask the sources (hub, registries named by oci:// sources): only the store, "
+    "bundles and the remote registry (MLXK_REMOTE / remote:).",
+)
+@click.option(
+    "--no-remote",
+    "no_remote",
+    is_flag=True,
+    help="Leave the remote registry out (with --offline: no network at all).",
+)
 @click.option("--prune", is_flag=True, help="Remove managed workspaces that are not in the lock.")
 @click.option("--jobs", "-j", type=int, default=None, help="Parallel downloads (default 4).")
 @click.option(
@@ -211,7 +225,22 @@ def plan_cmd(ui, file, prune):
     type=click.Path(exists=True),
     default=None,
     metavar="BUNDLE",
-    help="Import BUNDLE first (every blob checked into the store), then sync.",
+    help="Import BUNDLE first (only the blobs the local lock names, each checked; with no "
+    "manifest and lock here, the bundle's), then sync.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --from: let the bundle's manifest and lock replace the ones here.",
+)
+@click.option(
+    "--allowed-signers",
+    "allowed_signers",
+    type=click.Path(),
+    default=None,
+    metavar="FILE",
+    help="With --from: refuse (exit 3) a bundle not signed by a key in FILE (default "
+    "$MLXK_ALLOWED_SIGNERS, else the manifest's allowed_signers).",
 )
 @click.option(
     "--rebuild",
@@ -223,18 +252,36 @@ def plan_cmd(ui, file, prune):
     "to the lock (exit 3 if not).",
 )
 @command("sync")
-def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, from_bundle, rebuild):
+def sync_cmd(
+    ui,
+    file,
+    locked,
+    frozen,
+    offline,
+    no_remote,
+    prune,
+    jobs,
+    link,
+    from_bundle,
+    force,
+    allowed_signers,
+    rebuild,
+):
     """Make the workspaces on disk match the lock (locking first if it is missing or stale)."""
-    from .output import render_sync
+    from .output import render_import, render_sync
+    from .project import sync_from
 
-    if from_bundle:
-        from .project import import_bundle
-
-        _, dest = import_bundle(from_bundle, file, force=True, ui=ui)
-        file = str(dest)
-    project = _project(file, ui, jobs, offline=offline)
-    report = project.sync(locked=locked, frozen=frozen, prune=prune, link=link, rebuild=rebuild)
-    return Outcome(report.to_dict(), render_sync(report))
+    if jobs is not None and jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    options = dict(locked=locked, frozen=frozen, prune=prune, link=link, rebuild=rebuild)
+    imported, report = sync_from(
+        from_bundle, file, ui, jobs, offline, force, allowed_signers, not no_remote, **options
+    )
+    data, text = report.to_dict(), render_sync(report)
+    if imported:
+        data["import"] = imported.to_dict()
+        text = render_import(imported) + "\n" + text
+    return Outcome(data, text)
 
 
 @cli.command("verify")
@@ -259,11 +306,21 @@ def sync_cmd(ui, file, locked, frozen, offline, prune, jobs, link, from_bundle, 
     "bundle",
     type=click.Path(exists=True),
     default=None,
-    help="Verify a bundle instead: every blob hashed against the bundle's own lock.",
+    help="Verify a bundle instead: every blob hashed against the bundle's own lock, its "
+    "signature shown, and (next to a lock) whether it carries every blob that lock needs.",
+)
+@click.option(
+    "--allowed-signers",
+    "allowed_signers",
+    type=click.Path(),
+    default=None,
+    metavar="FILE",
+    help="With --bundle: refuse (exit 3) a bundle not signed by a key in FILE (default "
+    "$MLXK_ALLOWED_SIGNERS, else the manifest's allowed_signers).",
 )
 @click.option("--locked", is_flag=True, help="Fail (exit 2) if the lock is stale.")
 @command("verify")
-def verify_cmd(ui, file, names, jobs, fast, bundle, locked):
+def verify_cmd(ui, file, names, jobs, fast, bundle, allowed_signers, locked):
     """Read-only: rehash every file and compare with the lock. Exit 0: match; 1: drift.
 
     Plain verify always rehashes every byte (CI should not trust a cache). It never changes
@@ -273,11 +330,19 @@ def verify_cmd(ui, file, names, jobs, fast, bundle, locked):
 
     if bundle:
         from .bundle import verify_bundle
+        from .project import signers_file
 
-        report = verify_bundle(bundle)
+        project = _maybe_project(file, ui)
+        manifest = project.manifest if project else None
+        trusted = signers_file(allowed_signers, Settings.from_env(), manifest)
+        lock = project.read_lock() if project else None
+        local = (project.shown(project.lock_path), lock) if lock else None
+        report = verify_bundle(bundle, trusted, local)
         code = EXIT_OK if report.ok else EXIT_CHANGES
         status = "ok" if report.ok else "drift"
         return Outcome(report.to_dict(), render_bundle(report, "verified"), code, status)
+    if allowed_signers:
+        raise UserError("--allowed-signers goes with --bundle")
     project = _project(file, ui, jobs)
     result = project.verify(list(names) or None, fast=fast, locked=locked)
     code = EXIT_OK if result.ok else EXIT_CHANGES
@@ -288,30 +353,92 @@ def verify_cmd(ui, file, names, jobs, fast, bundle, locked):
 @click.argument("out", type=click.Path())
 @click.option("--locked", is_flag=True, help="Fail (exit 2) if the lock is missing or stale.")
 @click.option("--frozen", is_flag=True, help="Ship the lock as it is; never resolve.")
+@click.option(
+    "--sign",
+    "sign",
+    type=click.Path(),
+    default=None,
+    metavar="KEY",
+    help="Sign the bundle's lock, manifest and index with this SSH key (ssh-keygen -Y sign "
+    "-n mlxk): a private key, or a .pub whose private key is in ssh-agent.",
+)
 @command("bundle")
-def bundle_cmd(ui, file, out, locked, frozen):
+def bundle_cmd(ui, file, out, locked, frozen, sign):
     """Write the manifest, the lock and every blob it names to OUT: a directory, or one .tar
     when OUT ends in .tar. Carry it across the air gap and `mlxk import` it there."""
     from .output import render_bundle
 
-    report = _project(file, ui).bundle(out, locked=locked, frozen=frozen)
+    interactive = ui.interactive and sys.stdin.isatty()  # else a passphrase is never asked
+    report = _project(file, ui).bundle(
+        out, locked=locked, frozen=frozen, sign=sign, interactive=interactive
+    )
     return Outcome(report.to_dict(), render_bundle(report, "wrote"))
+
+
+@cli.command("push")
+@click.argument("names", nargs=-1, metavar="[NAME]...", shell_complete=complete_workspace)
+@click.option(
+    "--to",
+    "to",
+    metavar="oci://HOST[:PORT]/PREFIX",
+    default=None,
+    help="The registry prefix; workspace NAME goes to PREFIX/NAME (default: $MLXK_REMOTE, "
+    "else the manifest's remote:).",
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="TAG",
+    help="Also tag the artifact TAG (repeatable); it always gets sha256-<content hash>.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=4096),
+    default=None,
+    metavar="BYTES",
+    help="Upload blobs larger than this in chunks of it (default 16 MiB).",
+)
+@click.option("--jobs", "-j", type=int, default=None, help="Parallel fetches of missing blobs.")
+@command("push")
+def push_cmd(ui, file, names, to, tags, chunk_size, jobs):
+    """Push workspaces of the lock (default: all) to an OCI registry, each a ModelPack
+    artifact at PREFIX/NAME; prints each manifest digest. Blobs the registry has are not sent."""
+    from .output import render_push
+    from .push import push
+
+    project = _project(file, ui, jobs)
+    report = push(project, names, to=to, tags=tags, chunk_size=chunk_size)
+    return Outcome(report.to_dict(), render_push(report))
 
 
 @cli.command("import")
 @click.argument("bundle", type=click.Path(exists=True))
-@click.option("--force", is_flag=True, help="Replace a different manifest or lock.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Let the bundle's manifest and lock replace the ones here (shows what changes).",
+)
+@click.option(
+    "--allowed-signers",
+    "allowed_signers",
+    type=click.Path(),
+    default=None,
+    metavar="FILE",
+    help="Refuse (exit 3) a bundle not signed by a key in FILE (default "
+    "$MLXK_ALLOWED_SIGNERS, else the manifest's allowed_signers).",
+)
 @command("import")
-def import_cmd(ui, file, bundle, force):
-    """Check every blob of BUNDLE into the store (refusing a bundle that does not match its
-    lock), then write its manifest and lock here. Then: mlxk sync --offline --frozen."""
-    from .output import render_bundle
+def import_cmd(ui, file, bundle, force, allowed_signers):
+    """Check blobs of BUNDLE into the store, each against its lock. With a manifest and lock
+    here, the local lock decides: only the blobs it names are taken and neither file changes.
+    With none here (or --force), the bundle's manifest and lock are written. Then: mlxk sync
+    --offline --frozen."""
+    from .output import render_import
     from .project import import_bundle
 
-    report, dest = import_bundle(bundle, file, force=force, ui=ui)
-    data = {**report.to_dict(), "manifest": dest.name}
-    text = render_bundle(report, "imported") + f"\nWrote {dest.name} and mlxk.lock"
-    return Outcome(data, text)
+    result = import_bundle(bundle, file, force, ui, allowed_signers)
+    return Outcome(result.to_dict(), render_import(result))
 
 
 def _maybe_project(file, ui):
@@ -356,7 +483,8 @@ def clone_cmd(ui, file, ref, directory, include, exclude, add, jobs, link):
     """Download one repo at a pinned commit into DIRECTORY (default
     $MLXK_WORKSPACE_HOME/<name>): real files, no symlinks, nothing in the HF cache; a
     complete workspace or nothing. Refuses a non-empty DIRECTORY."""
-    from .clone import clone, clone_add
+    from .clone import clone
+    from .edit import clone_add
     from .output import render_clone
     from .project import DEFAULT_JOBS, Project
 
@@ -408,30 +536,24 @@ def show_cmd(ui, file, target, with_files):
 
 @cli.command("health")
 @click.argument("target", metavar="[NAME|PATH]", required=False, shell_complete=complete_workspace)
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Also list each workspace's .hf_cache repos, and whether runtime: declares them.",
+)
 @command("health")
-def health_cmd(ui, file, target):
+def health_cmd(ui, file, target, verbose):
     """Check workspaces are usable without loading them: config, shards, safetensors headers,
     tokenizer, no pickle weights. Exit 1 with the problems."""
-    from .health import check_workspace
-    from .inventory import find, targets
+    from .health import check_all
     from .output import render_health
 
-    project = _maybe_project(file, ui)
-    chosen = [find(target, project, _ws_home())] if target else targets(project, _ws_home())
-    if not chosen:
-        raise UserError(
-            "health: nothing to check: no manifest here and no workspace under "
-            f"{_ws_home() or './models'}",
-            hint="run it in a project (models.yaml), pass -f FILE or a workspace PATH",
-        )
-    reports = []
-    for name, path, source, _ in chosen:
-        spec = project.manifest.workspaces.get(name) if project and source == "manifest" else None
-        reports.append((name, check_workspace(path, allow_pickle=bool(spec and spec.allow_pickle))))
-    ok = all(r.ok for _, r in reports)
-    data = {"ok": ok, "workspaces": [{"name": n, **r.to_dict()} for n, r in reports]}
-    code = EXIT_OK if ok else EXIT_CHANGES
-    return Outcome(data, render_health(reports), code, "ok" if ok else "drift")
+    result = check_all(_maybe_project(file, ui), target, _ws_home(), verbose=verbose)
+    code = EXIT_OK if result.ok else EXIT_CHANGES
+    return Outcome(
+        result.to_dict(), render_health(list(result.reports)), code, "ok" if result.ok else "drift"
+    )
 
 
 @cli.command("validate")
@@ -525,19 +647,74 @@ def gc_cmd(ui, file, locks, only, dry_run, grace):
     return Outcome(report.to_dict(), render_gc(report))
 
 
+@cli.command(
+    "capture", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@click.argument("name", shell_complete=complete_workspace)
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
+@command("capture")
+def capture_cmd(ui, file, name, argv):
+    """Run COMMAND once online, with HF_HOME=<workspace>/.hf_cache (a fresh copy of it), and
+    record every hub repo it downloaded as a runtime: entry of NAME in models.yaml, pinned to
+    the revision the loader asked for and the commit it got; relock, check every captured
+    byte against the hub, and place the captures from the store. A failing COMMAND passes on
+    its exit code and changes nothing."""
+    from .capture import capture_command
+    from .output import render_capture
+
+    argv = list(argv)[1:] if argv and argv[0] == "--" else list(argv)
+    result = capture_command(_project(file, ui), name, argv, ui=ui, json_mode=ui.json_mode)
+    return Outcome(result.to_dict(), render_capture(result))
+
+
 @cli.command("run")
 @click.argument("name", shell_complete=complete_workspace)
-@click.argument("prompt", required=False, default="Hello")
+@click.argument("prompt", required=False, default=None)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="An image for a vision model (repeatable).",
+)
+@click.option(
+    "--audio", type=click.Path(dir_okay=False), metavar="FILE", help="Audio to transcribe."
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Where a text-to-speech model writes its WAV.",
+)
 @click.option("--max-tokens", type=click.IntRange(1, 100_000), default=32, show_default=True)
 @click.option("--temp", type=click.FloatRange(0.0, 10.0), default=0.0, show_default=True)
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
+@click.option(
+    "--capture",
+    is_flag=True,
+    help="Run online instead, and record every hub repo the model downloads under the "
+    "workspace's runtime: (as `mlxk capture NAME -- mlxk run NAME ...`).",
+)
 @command("run")
-def run_cmd(ui, file, name, prompt, max_tokens, temp, seed):
-    """Generate from a synced workspace with the network off (HF_HUB_OFFLINE=1,
-    HF_HOME=<workspace>/.hf_cache)."""
+def run_cmd(ui, file, name, prompt, images, audio, output, max_tokens, temp, seed, capture):
+    """Run a synced workspace's model by its kind, with the network off (HF_HUB_OFFLINE=1,
+    HF_HOME=<workspace>/.hf_cache): text and vision print the generated text, speech to
+    text the transcript; text to speech writes a WAV (--output)."""
+    from .output import render_run
+
     project = _project(file, ui)
-    out = project.run(name, prompt, max_tokens=max_tokens, temp=temp, seed=seed)
-    return Outcome(out, out["text"])
+    inputs = {"prompt": prompt, "images": list(images), "audio": audio, "output": output}
+    options = {"max_tokens": max_tokens, "temp": temp, "seed": seed}
+    request = project.run_request(name, options, **inputs)
+    if capture:
+        from .capture import capture_run
+        from .output import render_capture
+
+        result = capture_run(project, request, ui=ui)
+        return Outcome(result.to_dict(), render_capture(result))
+    out = project.run(request)
+    return Outcome(out, render_run(out))
 
 
 def main() -> None:

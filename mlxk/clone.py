@@ -121,39 +121,3 @@ def clone(
         sum(f.size for f in files),
         locked.content_hash,
     )
-
-
-@dataclass(frozen=True)
-class CloneAddResult:
-    added: str
-    report: object  # the SyncReport of the sync that followed
-
-    @property
-    def in_sync(self) -> str:
-        return f"{len(self.report.plan.workspaces)} workspace(s) in sync"
-
-    def to_dict(self) -> dict:
-        return {"added": self.added, "sync": self.report.to_dict()}
-
-
-def clone_add(
-    project, ref: str, directory, include=(), exclude=(), link: str | None = None
-) -> CloneAddResult:
-    """`mlxk clone --add`: the repo becomes a workspace of the manifest (under its home),
-    which is then locked and synced."""
-    from .edit import add_workspace, workspace_entry
-    from .project import Project
-
-    repo, revision = parse_ref(ref)
-    name = Path(directory).name if directory else repo.split("/")[-1]
-    if directory and Path(directory).resolve() != project.workspace_path(name):
-        raise UserError(
-            "clone --add: the workspace goes under the manifest's home; "
-            "give no DIRECTORY (or home/NAME)"
-        )
-    _, entry = workspace_entry(f"hf://{repo}@{revision}", name, include, exclude)
-    add_workspace(project.manifest.path, name, entry)
-    again = Project.load(
-        project.manifest.path, settings=project.settings, ui=project.ui, jobs=project.jobs
-    )
-    return CloneAddResult(name, again.sync(link=link))

@@ -41,10 +41,8 @@ def _yaml():
     return y
 
 
-def add_workspace(manifest: Path, name: str, entry: dict) -> str:
-    """Append workspace `name` to the manifest's `workspaces`; returns the new text."""
-    from ruamel.yaml.comments import CommentedMap
-
+def _load(manifest: Path):
+    """(the YAML round-tripper, the document) of a manifest that has a `workspaces` mapping."""
     text = manifest.read_text(encoding="utf-8")
     y = _yaml()
     try:
@@ -53,6 +51,22 @@ def add_workspace(manifest: Path, name: str, entry: dict) -> str:
         raise ManifestError(f"{manifest.name}: cannot edit: {str(e).splitlines()[0]}") from None
     if not isinstance(doc, dict) or "workspaces" not in doc:
         raise ManifestError(f"{manifest.name}: no 'workspaces' mapping to add to")
+    return y, doc
+
+
+def _dump(y, doc, manifest: Path) -> str:
+    out = io.StringIO()
+    y.dump(doc, out)
+    new = out.getvalue()
+    parse_manifest(new, manifest)  # never write a manifest mlxk would refuse
+    return new
+
+
+def add_workspace(manifest: Path, name: str, entry: dict) -> str:
+    """Append workspace `name` to the manifest's `workspaces`; returns the new text."""
+    from ruamel.yaml.comments import CommentedMap
+
+    y, doc = _load(manifest)
     workspaces = doc["workspaces"]
     if workspaces is None or not isinstance(workspaces, dict):
         workspaces = doc["workspaces"] = CommentedMap()
@@ -65,12 +79,33 @@ def add_workspace(manifest: Path, name: str, entry: dict) -> str:
     workspaces[name] = entry
     if hasattr(workspaces, "fa"):
         workspaces.fa.set_block_style()
-    out = io.StringIO()
-    y.dump(doc, out)
-    new = out.getvalue()
-    parse_manifest(new, manifest)  # never write a manifest mlxk would refuse
+    new = _dump(y, doc, manifest)
     write_atomic(manifest, new)
     return new
+
+
+def with_runtime(manifest: Path, name: str, add=(), extend=None) -> str:
+    """The manifest's text with runtime entries `add` ({source, include}) appended to
+    workspaces.NAME.runtime, and file names added to the include lists of the entries in
+    `extend` ({index: [names]}, entries that have one); comments and order kept. Validated,
+    not written."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    y, doc = _load(manifest)
+    ws = doc["workspaces"].get(name) if isinstance(doc["workspaces"], dict) else None
+    if not isinstance(ws, dict):
+        raise ManifestError(f"{manifest.name}: no workspace {name!r} to capture into")
+    runtime = ws.get("runtime")
+    if runtime is None:
+        runtime = ws["runtime"] = CommentedSeq()
+    for i, names in (extend or {}).items():  # entries with an include list (without one,
+        include = runtime[i]["include"]  # an entry takes every file already)
+        include.extend(n for n in names if n not in include)
+    for new in add:
+        include = CommentedSeq(new["include"])
+        include.fa.set_flow_style()
+        runtime.append(CommentedMap(source=new["source"], include=include))
+    return _dump(y, doc, manifest)
 
 
 def init_manifest(path: Path, schema_ref: str) -> None:
@@ -123,3 +158,39 @@ def add(
     name, entry = workspace_entry(ref, name, include, exclude, quantize, group_size)
     add_workspace(manifest, name, entry)
     return AddResult(manifest, name)
+
+
+@dataclass(frozen=True)
+class CloneAddResult:
+    added: str
+    report: object  # the SyncReport of the sync that followed
+
+    @property
+    def in_sync(self) -> str:
+        return f"{len(self.report.plan.workspaces)} workspace(s) in sync"
+
+    def to_dict(self) -> dict:
+        return {"added": self.added, "sync": self.report.to_dict()}
+
+
+def clone_add(
+    project, ref: str, directory, include=(), exclude=(), link: str | None = None
+) -> CloneAddResult:
+    """`mlxk clone --add`: the repo becomes a workspace of the manifest (under its home),
+    which is then locked and synced."""
+    from .clone import parse_ref
+    from .project import Project
+
+    repo, revision = parse_ref(ref)
+    name = Path(directory).name if directory else repo.split("/")[-1]
+    if directory and Path(directory).resolve() != project.workspace_path(name):
+        raise UserError(
+            "clone --add: the workspace goes under the manifest's home; "
+            "give no DIRECTORY (or home/NAME)"
+        )
+    _, entry = workspace_entry(f"hf://{repo}@{revision}", name, include, exclude)
+    add_workspace(project.manifest.path, name, entry)
+    again = Project.load(
+        project.manifest.path, settings=project.settings, ui=project.ui, jobs=project.jobs
+    )
+    return CloneAddResult(name, again.sync(link=link))

@@ -6,14 +6,29 @@ Exit codes (documented in the README; the only place they are defined):
     1  a check found something: drift (verify), changes (plan)
     2  user error: bad manifest, bad arguments, stale or missing lock with --locked
     3  source or environment error: hub unreachable, hash mismatch, disk, converter
+
+`mlxk capture` passes on the exit code of a COMMAND that fails (CommandFailed).
 """
 
 from __future__ import annotations
+
+import re
 
 EXIT_OK = 0
 EXIT_CHANGES = 1
 EXIT_USER = 2
 EXIT_SOURCE = 3
+
+
+_CREDENTIALS = re.compile(r"Bearer\s+\S+|\bhf_[A-Za-z0-9]{8,}")
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """Text from outside (a hub's message) made safe to show: the given secrets, bearer
+    credentials and anything shaped like a hub token are replaced."""
+    for secret in filter(None, secrets):
+        text = text.replace(secret, "<token>")
+    return _CREDENTIALS.sub("<token>", text)
 
 
 class MlxkError(Exception):
@@ -72,3 +87,14 @@ class IntegrityError(MlxkError):
 class DiskError(MlxkError):
     exit_code = EXIT_SOURCE
     kind = "disk_error"
+
+
+class CommandFailed(MlxkError):
+    """The command a capture ran could not start or failed: its exit code is passed on
+    (126 not executable, 127 not found, 128+N killed by signal N, as shells report them)."""
+
+    kind = "command_failed"
+
+    def __init__(self, message: str, exit_code: int, hint: str | None = None):
+        super().__init__(message, hint)
+        self.exit_code = exit_code

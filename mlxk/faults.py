@@ -25,6 +25,10 @@ POINTS = (
     "convert-mid",  # a convert step's worker is running
     "cache-flush",  # the hash cache is about to be written
 )
+# Points of other commands than sync (tests/test_reliability.py kills sync at each of POINTS).
+OTHER_POINTS = (
+    "push-chunk",  # `mlxk push`: one chunk of a chunked blob upload has been sent
+)
 
 
 def point(name: str) -> None:

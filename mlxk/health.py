@@ -7,6 +7,7 @@ the check that found it and the file (and tensor) it is about.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -59,13 +60,14 @@ class HealthReport:
     checks: tuple[str, ...] = ()  # the checks that ran, in order
     model_type: str | None = None
     kind: str | None = None  # "chat" | "vision" | "audio" | "embedding" | None
+    hf_cache: tuple[dict, ...] | None = None  # --verbose: the .hf_cache's repo snapshots
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "path": self.path,
             "ok": self.ok,
             "model_type": self.model_type,
@@ -73,6 +75,28 @@ class HealthReport:
             "checks": list(self.checks),
             "problems": [p.to_dict() for p in self.problems],
         }
+        if self.hf_cache is not None:
+            out["hf_cache"] = list(self.hf_cache)
+        return out
+
+
+def cache_listing(path: Path) -> tuple[dict, ...]:
+    """Every repo snapshot in a workspace's .hf_cache (its refs and files), and whether the
+    workspace declares it: the sentinel sync wrote from the lock names its repo and commit.
+    A run or a library that wrote there behind mlxk's back shows up as not declared."""
+    from .hfcache import snapshots
+    from .workspace import HF_CACHE, SENTINEL
+
+    try:
+        sentinel = json.loads((path / SENTINEL).read_text(encoding="utf-8"))
+        runtime = sentinel.get("runtime") or [] if isinstance(sentinel, dict) else []
+        declared = {(r.get("repo"), r.get("commit")) for r in runtime if isinstance(r, dict)}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        declared = set()
+    return tuple(
+        {**s.to_dict(), "declared": (s.repo, s.commit) in declared}
+        for s in snapshots(path / HF_CACHE)
+    )
 
 
 def check_workspace(path: Path, allow_pickle: bool = False) -> HealthReport:
@@ -288,3 +312,40 @@ def _has_tokenizer(files: dict) -> bool:
     if has_tokenizer(files):
         return True
     return any(rel.endswith(".tiktoken") and "/" not in rel for rel in files)
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    reports: tuple[tuple[str, HealthReport], ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for _, r in self.reports)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "workspaces": [{"name": n, **r.to_dict()} for n, r in self.reports]}
+
+
+def check_all(
+    project, target: str | None, home: Path | None, verbose: bool = False
+) -> HealthResult:
+    """`mlxk health [NAME|PATH]`: every workspace of the manifest and under `home` (or the
+    one named), each with the manifest's allow_pickle; nothing to check is a user error."""
+    from .errors import UserError
+    from .inventory import find, targets
+
+    chosen = [find(target, project, home)] if target else targets(project, home)
+    if not chosen:
+        raise UserError(
+            "health: nothing to check: no manifest here and no workspace under "
+            f"{home or './models'}",
+            hint="run it in a project (models.yaml), pass -f FILE or a workspace PATH",
+        )
+    reports = []
+    for name, path, source, _ in chosen:
+        spec = project.manifest.workspaces.get(name) if project and source == "manifest" else None
+        report = check_workspace(path, allow_pickle=bool(spec and spec.allow_pickle))
+        if verbose:  # the ADR's open question 3: what is in .hf_cache, declared or not
+            report = dataclasses.replace(report, hf_cache=cache_listing(Path(path)))
+        reports.append((name, report))
+    return HealthResult(tuple(reports))

@@ -31,6 +31,7 @@ class WorkspaceInfo:
     steps: list = field(default_factory=list)
     runtime: list = field(default_factory=list)
     files: list = field(default_factory=list)
+    provenance: dict | None = None  # what an artifact it was pulled from says made it
 
     def to_dict(self, full_paths: bool = True, with_files: bool = False) -> dict:
         d = {
@@ -49,6 +50,7 @@ class WorkspaceInfo:
             "revision": self.revision,
             "steps": self.steps,
             "runtime": self.runtime,
+            "provenance": self.provenance,
         }
         if with_files:
             d["files"] = self.files
@@ -79,6 +81,8 @@ def inspect(path: Path, name: str, source: str, locked=None, with_files: bool = 
         revision=revision,
     )
     info.steps, info.runtime = _history(locked, state.sentinel)
+    if isinstance(src, dict) and isinstance(src.get("provenance"), dict):
+        info.provenance = src["provenance"]
     if not state.exists:
         info.state = "unlocked" if source == "manifest" and locked is None else "missing"
         return info

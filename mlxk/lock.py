@@ -97,20 +97,48 @@ class LockedRuntime:
         """Its folder in the Hugging Face cache layout, relative to the workspace."""
         return f".hf_cache/hub/models--{self.repo.replace('/', '--')}"
 
-    def placed(self) -> list[Placed]:
-        """Every file it puts in the workspace: the snapshot's files (real files, no
-        symlinks into blobs/), and refs/<revision> holding the commit (bytes given inline)."""
+    def snapshot(self) -> list[Placed]:
+        """Its files in `snapshots/<commit>/`, as real files (no symlinks into blobs/)."""
         snap = f"{self.cache_dir}/snapshots/{self.commit}"
-        out = [
+        return [
             Placed(FileEntry(f"{snap}/{f.path}", f.size, f.hash, f.hub_hash), self.pin, f)
             for f in self.files
         ]
-        if self.revision != self.commit:
-            data = self.commit.encode()
-            digest = "sha256:" + hashlib.sha256(data).hexdigest()
-            ref = FileEntry(f"{self.cache_dir}/refs/{self.revision}", len(data), digest)
-            out.append(Placed(ref, data=data))
-        return out
+
+
+DEFAULT_REF = "main"  # what a loader that names no revision asks the cache for
+
+
+def runtime_refs(runtime) -> dict[tuple[str, str], str]:
+    """{(cache dir, ref name): commit}: the refs files the runtime captures place.
+
+    Derived, never stored in the lock: each capture's own revision (a branch or tag) points
+    at its locked commit, and `main`, which loaders that name no revision ask for, points
+    at the commit of the repo's entry pinned to main, else of its first entry. A capture
+    pinned to a commit needs no ref of its own (loaders look that snapshot up directly).
+    """
+    refs: dict[tuple[str, str], str] = {}
+    for r in runtime:
+        if r.revision != r.commit:
+            refs.setdefault((r.cache_dir, r.revision), r.commit)
+    for r in runtime:
+        refs.setdefault((r.cache_dir, DEFAULT_REF), r.commit)
+    return refs
+
+
+def runtime_placements(runtime) -> list[Placed]:
+    """Every file the runtime captures put in the workspace: each snapshot's files (once per
+    path), then the refs files of `runtime_refs`, whose bytes (the commit) the lock holds."""
+    out: dict[str, Placed] = {}
+    for r in runtime:
+        for p in r.snapshot():
+            out.setdefault(p.file.path, p)
+    for (cache_dir, name), commit in runtime_refs(runtime).items():
+        data = commit.encode()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        ref = FileEntry(f"{cache_dir}/refs/{name}", len(data), digest)
+        out.setdefault(ref.path, Placed(ref, data=data))
+    return list(out.values())
 
 
 @dataclass(frozen=True)
@@ -132,7 +160,7 @@ class LockedWorkspace:
         files (from the source, or built by the steps), then runtime captures (which the
         content hash leaves out)."""
         content = [Placed(f, None if self.steps else self.source, f) for f in self.files]
-        return content + [p for r in self.runtime for p in r.placed()]
+        return content + runtime_placements(self.runtime)
 
     @property
     def placed_files(self) -> tuple[FileEntry, ...]:
@@ -370,3 +398,53 @@ def write(path: Path, lock: Lock) -> bool:
         pass
     write_atomic(path, text)
     return True
+
+
+# ---------------------------------------------------------------- comparing
+
+
+@dataclass(frozen=True)
+class WorkspaceChange:
+    """How one workspace differs between two locks (`before` None: added; `after` None:
+    removed), each side as {source, commit, content_hash}."""
+
+    workspace: str
+    change: str  # "added" | "removed" | "changed"
+    before: dict | None
+    after: dict | None
+    differs: tuple[str, ...] = ()  # for "changed": source, commit, content_hash, spec
+
+    def to_dict(self) -> dict:
+        return {
+            "workspace": self.workspace,
+            "change": self.change,
+            "before": self.before,
+            "after": self.after,
+            "differs": list(self.differs),
+        }
+
+
+def _identity(ws: LockedWorkspace) -> dict:
+    return {
+        "source": ws.source.describe(),
+        "commit": ws.source.commit,
+        "content_hash": ws.content_hash,
+    }
+
+
+def compare(before: Lock | None, after: Lock) -> tuple[WorkspaceChange, ...]:
+    """The workspaces that differ from `before` (None: an empty lock) to `after`, by name."""
+    old = before.workspaces if before else {}
+    out = []
+    for name in sorted(set(old) | set(after.workspaces)):
+        a, b = old.get(name), after.workspaces.get(name)
+        if a is None or b is None:
+            change = "added" if a is None else "removed"
+            out.append(WorkspaceChange(name, change, a and _identity(a), b and _identity(b)))
+            continue
+        ia, ib = _identity(a), _identity(b)
+        differs = tuple(k for k in ia if ia[k] != ib[k])
+        if a.to_dict() != b.to_dict():
+            differs = differs or ("spec",)
+            out.append(WorkspaceChange(name, "changed", ia, ib, differs))
+    return tuple(out)

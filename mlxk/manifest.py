@@ -97,6 +97,8 @@ class Manifest:
     home: Path  # absolute directory the workspaces go in
     store: Path | None  # from the manifest, if it set one
     workspaces: dict[str, WorkspaceSpec] = field(default_factory=dict)
+    allowed_signers: Path | None = None  # who may sign the bundles this site imports
+    remote: str | None = None  # oci://HOST/PREFIX (`remote:`); not part of any digest
     link: str | None = None  # how sync places files, if the manifest says (not in the digest)
 
     @property
@@ -321,6 +323,13 @@ def _runtime(raw) -> RuntimeDep:
     return RuntimeDep(source=src, include=_globs(raw, "include"), exclude=_globs(raw, "exclude"))
 
 
+_OUTSIDE_HINTS = {
+    "home": "use $MLXK_WORKSPACE_HOME for a home outside the project",
+    "store": "use $MLXK_STORE for a store outside the project",
+    "allowed_signers": "use $MLXK_ALLOWED_SIGNERS (or --allowed-signers) for a file elsewhere",
+}
+
+
 def _inside(base: Path, rel: str, label: str, pos, field_name: str) -> Path:
     """Resolve `rel` against `base`; refuse absolute paths and anything that leaves `base`."""
     p = PurePosixPath(rel)
@@ -328,7 +337,7 @@ def _inside(base: Path, rel: str, label: str, pos, field_name: str) -> Path:
         raise ManifestError(
             f"{label}:{pos[0]}:{pos[1]}: {field_name}: {rel!r} must be a relative path inside "
             f"the project directory",
-            hint="use $MLXK_WORKSPACE_HOME for a home outside the project",
+            hint=_OUTSIDE_HINTS[field_name],
         )
     return (base / rel).resolve()
 
@@ -355,9 +364,18 @@ def _check_steps(data: dict, label: str, values: dict) -> None:
                 raise ManifestError(f"{where}: group_size 16 is for mode nvfp4 only")
 
 
+def _sources(data: dict, label: str, values: dict) -> dict:
+    """Each workspace's source, parsed by its kind (errors name file:line:col)."""
+    out = {}
+    for name, raw in data["workspaces"].items():
+        line, col = _pos(values, ("workspaces", name, "source"))
+        out[name] = parse_source(raw["source"], f"{label}:{line}:{col}: workspaces.{name}.source")
+    return out
+
+
 def _places(data: dict, root: Path, label: str, values: dict, settings):
-    """(home, store) the manifest names, resolved inside its directory; home defaults to
-    $MLXK_WORKSPACE_HOME (from settings), else ./models."""
+    """(home, store, allowed_signers) the manifest names, resolved inside its directory; home
+    defaults to $MLXK_WORKSPACE_HOME (from settings), else ./models."""
     if "home" in data:
         home = _inside(root, data["home"], label, _pos(values, ("home",)), "home")
     else:
@@ -365,14 +383,35 @@ def _places(data: dict, root: Path, label: str, values: dict, settings):
     store = None
     if "store" in data:
         store = _inside(root, data["store"], label, _pos(values, ("store",)), "store")
-    return home, store
+    signers = None
+    if "allowed_signers" in data:
+        pos = _pos(values, ("allowed_signers",))
+        signers = _inside(root, data["allowed_signers"], label, pos, "allowed_signers")
+    return home, store, signers
 
 
-def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
-    """models.yaml's text → Manifest; `settings` gives the default home ($MLXK_WORKSPACE_HOME)."""
-    label = path.name
-    if len(text.encode("utf-8", "replace")) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{label}: file is larger than {MAX_MANIFEST_BYTES} bytes")
+def _remote(data: dict, label: str, values: dict) -> str | None:
+    """`remote:`, checked as a registry prefix (no tag or digest)."""
+    from .errors import UserError
+    from .oci.reference import parse
+
+    if "remote" not in data:
+        return None
+    line, col = _pos(values, ("remote",))
+    try:
+        ref = parse(data["remote"])
+    except UserError as e:
+        raise ManifestError(f"{label}:{line}:{col}: remote: {e.message}", hint=e.hint) from None
+    if ref.tag or ref.digest:
+        raise ManifestError(
+            f"{label}:{line}:{col}: remote: {ref.describe()} names a tag or digest; a remote is "
+            "a prefix, oci://HOST[:PORT]/PREFIX (workspace NAME lives at PREFIX/NAME)"
+        )
+    return ref.describe()
+
+
+def _read_yaml(text: str, label: str) -> tuple[dict, dict, dict]:
+    """The YAML as data, with each value's and key's line and column; one-line errors."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None:
@@ -404,14 +443,19 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
         raise ManifestError(
             f"{label}:1:1: (top level): expected a mapping with 'version' and 'workspaces'"
         )
+    return data, values, keys
+
+
+def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
+    """models.yaml's text → Manifest; `settings` gives the default home ($MLXK_WORKSPACE_HOME)."""
+    label = path.name
+    if len(text.encode("utf-8", "replace")) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{label}: file is larger than {MAX_MANIFEST_BYTES} bytes")
+    data, values, keys = _read_yaml(text, label)
     _validate(data, label, values, keys)
 
-    home, store = _places(data, path.parent, label, values, settings)
-    sources = {}
-    for name, raw in data["workspaces"].items():
-        line, col = _pos(values, ("workspaces", name, "source"))
-        where = f"{label}:{line}:{col}: workspaces.{name}.source"
-        sources[name] = parse_source(raw["source"], where)
+    home, store, signers = _places(data, path.parent, label, values, settings)
+    sources = _sources(data, label, values)
 
     _check_steps(data, label, values)
     _check_globs(data, label, values)
@@ -430,7 +474,9 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
             where=f"{label}:{line}:{col}",
             allow_pickle=bool(raw.get("allow_pickle", False)),
         )
-    return Manifest(path=path, home=home, store=store, workspaces=workspaces, link=data.get("link"))
+    remote = _remote(data, label, values)
+    extra = {"allowed_signers": signers, "remote": remote, "link": data.get("link")}
+    return Manifest(path, home, store, workspaces, **extra)
 
 
 def find_manifest(file: str | os.PathLike | None = None) -> Path:

@@ -128,4 +128,5 @@ CHECKS = {
     "minLength": _of_str(lambda v, arg: len(v) >= arg),
     "pattern": _of_str(lambda v, arg: _pattern(arg).search(v) is not None),
     "oneOf": lambda value, arg, schema, root: sum(_fits(value, s, root) for s in arg) == 1,
+    "not": lambda value, arg, schema, root: not _fits(value, arg, root),
 }

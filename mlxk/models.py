@@ -58,6 +58,22 @@ EMBEDDING_TYPES = frozenset(
 )
 
 
+# mlx-audio TTS models that are plain language models speaking SNAC codes (the Orpheus layout):
+# model_type → the id of the first audio code (mlx_audio/tts/models/{llama,qwen3}). Seven
+# 4096-entry code ranges follow it, so such a model's vocabulary reaches past them; a text
+# LLM of the same family does not. (Hard-coded: importing those modules downloads the codec.)
+SNAC_CODE_OFFSETS = {"llama": 128266, "qwen3": 151679}
+SNAC_CODES = 7 * 4096
+
+
+def speaks_snac(config: dict) -> bool:
+    """A llama/qwen3 whose vocabulary holds the SNAC code ranges: an mlx-audio text-to-speech
+    model (Orpheus, VyvoTTS) that converts as the language model it is."""
+    offset = SNAC_CODE_OFFSETS.get(model_type(config))
+    vocab = config.get("vocab_size") or 0
+    return offset is not None and isinstance(vocab, int) and vocab >= offset + SNAC_CODES
+
+
 def group_size(mode: str, given: int | None) -> int:
     return given if given is not None else FIXED_MODES.get(mode, (DEFAULT_GROUP_SIZE,))[0]
 
@@ -110,7 +126,7 @@ def model_kind(config: dict | None) -> str | None:
     if is_vision(config):
         return "vision"
     all_audio = frozenset().union(*AUDIO_TYPES.values())
-    if config.get("audio_config") or mtype in all_audio:
+    if config.get("audio_config") or mtype in all_audio or speaks_snac(config):
         return "audio"
     archs = config.get("architectures")
     archs = [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []

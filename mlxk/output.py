@@ -165,6 +165,8 @@ def _bytes_line(b: dict) -> str:
     ]
     if b["copy_in"]:
         parts.insert(1, f"{human_size(b['copy_in'])} to copy in from local sources")
+    if b.get("remote"):
+        parts.insert(0, f"{human_size(b['remote'])} from the remote registry")
     if b["missing"]:
         parts.append(f"{human_size(b['missing'])} not to be had now")
     return "Bytes: " + ", ".join(parts) + "."
@@ -225,16 +227,100 @@ def render_sync(report) -> str:
     return "\n".join(lines)
 
 
+def render_push(report) -> str:
+    lines = []
+    for w in report.workspaces:
+        b = w.blobs
+        tags = ", ".join(w.tags) or "(by digest only)"
+        lines.append(f"pushed    {w.name}: {w.repository}@{w.digest}")
+        lines.append(
+            f"    tags {tags}; {w.files} files, {human_size(w.bytes)}; blobs: {b['uploaded']} "
+            f"uploaded ({human_size(b['bytes_sent'])} sent), {b['existing']} already there, "
+            f"{b['mounted']} mounted"
+            + (f", {human_size(b['resumed_bytes'])} resumed" if b["resumed_bytes"] else "")
+        )
+        for tag in w.kept_tags:
+            lines.append(f"    kept {tag}: it names another artifact with the same content")
+    lines.append(f"Pushed {len(report.workspaces)} workspace(s) to {report.registry}.")
+    return "\n".join(lines)
+
+
 def render_bundle(report, verb: str) -> str:
-    verb = verb if report.ok else "FAILED"
+    verb = verb if not report.problems else "FAILED"
     lines = [
         f"{verb} {report.path} ({report.format}): {report.blobs} blobs, "
         f"{human_size(report.bytes)}, workspaces: {', '.join(report.workspaces)}"
     ]
+    written = verb == "wrote"
+    lines.append(report.signature.describe(written) if report.signature else "not signed")
     for p in report.problems:
         lines.append(f"    {p['problem']:10} {p['blob']}  {p.get('detail', '')}".rstrip())
     if report.problems:
         lines.append(f"Bundle does not match its lock: {len(report.problems)} problem(s).")
+    if report.coverage is not None:
+        lines += _coverage_lines(report.coverage)
+    return "\n".join(lines)
+
+
+def _coverage_lines(cov) -> list[str]:
+    if cov.complete:
+        return [f"carries every blob {cov.lock} needs ({cov.needed})"]
+    lines = [f"MISSING for {cov.lock}: {len(cov.missing)} of the {cov.needed} blobs it needs"]
+    for m in cov.missing:
+        lines.append(
+            f"    missing    {m['workspace']}/{m['path']}  ({m['sha256'][:12]}, {m['size']} B)"
+        )
+    return lines
+
+
+def _short(value) -> str:
+    text = str(value)
+    if text.startswith("sha256:"):
+        return text[:19] + "…"
+    return text[:12] if len(text) == 40 else text
+
+
+def change_line(c, kept: bool = False) -> str:
+    """One workspace that differs between two locks (lock.WorkspaceChange), before → after;
+    `kept`: the before side (the local lock) stayed."""
+    if c.change == "added":
+        how = "only in the bundle's lock" if kept else "added"
+        return f"    + {c.workspace}: {c.after['source']} ({how})"
+    if c.change == "removed":
+        how = "not in the bundle's lock" if kept else "removed"
+        return f"    - {c.workspace}: {c.before['source']} ({how})"
+    parts = [
+        f"{key.replace('_', ' ')} {_short(c.before[key])} → {_short(c.after[key])}"
+        for key in c.differs
+        if key != "spec"
+    ]
+    return f"    ~ {c.workspace}: " + ("; ".join(parts) or "steps or filters differ")
+
+
+def render_import(result) -> str:
+    """`mlxk import` (and the first lines of `sync --from`)."""
+    lines = [render_bundle(result.report, "imported")]
+    name = result.manifest.name
+    if result.action == "kept":
+        lines.append(
+            f"kept {name} and mlxk.lock: the local lock decides; {result.report.blobs} blob(s) "
+            f"it needs checked in from the bundle, {result.stored} already in the store, "
+            f"{result.extra_blobs} other blob(s) in the bundle ignored"
+        )
+        if result.changes:
+            lines.append(
+                f"the bundle's lock differs from the local mlxk.lock in "
+                f"{len(result.changes)} workspace(s) (local → bundle); the local lock was kept:"
+            )
+    elif result.action == "replaced":
+        what = " and ".join(result.written) or "nothing (the files were the same)"
+        lines.append(f"replaced with the bundle's (--force): {what}")
+        if result.changes:
+            lines.append(f"the lock changed in {len(result.changes)} workspace(s):")
+    else:
+        lines.append(f"Wrote {' and '.join(result.written) or 'nothing'} from the bundle")
+    lines += [change_line(c, result.action == "kept") for c in result.changes]
+    lines += [f"note: {n}" for n in result.notes]
     return "\n".join(lines)
 
 
@@ -285,12 +371,35 @@ def render_show(info, with_files: bool) -> str:
     for r in info.runtime:
         size = f", {r['files']} files, {human_size(r['size'])}" if "size" in r else ""
         lines.append(f"  Runtime: hf://{r['repo']}@{r['revision']} ({r['commit'][:12]}){size}")
+    lines += _provenance_lines(info.provenance)
     if with_files:
         rows = [["STATUS", "SIZE", "SHA256", "PATH"]]
         for f in info.files:
             rows.append([f["status"], str(f["size"]), (f["hash"] or "-")[7:19], f["path"]])
         lines.append(_table(rows))
     return "\n".join(lines)
+
+
+def _provenance_lines(prov: dict | None) -> list[str]:
+    """`show` for a workspace pulled from an artifact `mlxk push` made: how it was made."""
+    if not prov:
+        return []
+    src = prov.get("source") if isinstance(prov.get("source"), dict) else {}
+    lines = [f"  Pushed from: workspace {prov.get('workspace', '-')}, {prov.get('origin', '-')}"]
+    if src.get("commit"):
+        lines.append(f"  Pushed source commit: {src['commit']}")
+    lines.append(f"  Pushed content hash: {prov.get('content_hash', '-')}")
+    for n, st in enumerate(prov.get("steps") or [], 1):
+        if isinstance(st, dict):
+            tools = ", ".join(f"{k} {v}" for k, v in sorted((st.get("tools") or {}).items()))
+            lines.append(
+                f"  Pushed step {n}: {st.get('kind')} {json.dumps(st.get('params'))} via "
+                f"{st.get('converter')} (fingerprint {str(st.get('fingerprint'))[:19]}…; {tools})"
+            )
+    for r in prov.get("runtime") or []:
+        if isinstance(r, dict):
+            lines.append(f"  Pushed runtime: hf://{r.get('repo')}@{r.get('revision')}")
+    return lines
 
 
 def render_health(reports) -> str:
@@ -302,6 +411,8 @@ def render_health(reports) -> str:
         )
         for p in r.problems:
             lines.append(f"    {p.check:12} {p.message}")
+        if r.hf_cache is not None:
+            lines += render_hf_cache(r.hf_cache)
     bad = sum(1 for _, r in reports if not r.ok)
     lines.append("Healthy." if not bad else f"{bad} of {len(reports)} workspace(s) have problems.")
     if any(p.check == "exists" for _, r in reports for p in r.problems):
@@ -329,3 +440,45 @@ def render_clone(result) -> str:
         f"{result.path}: {result.files} files, {human_size(result.bytes)}\n"
         f"content hash {result.content_hash}"
     )
+
+
+def render_run(out: dict) -> str:
+    """What a run produced: the text, the transcript, or where the speech went."""
+    if out["kind"] == "tts":
+        return (
+            f"wrote {out['output']}: {out['duration_seconds']} s of audio at "
+            f"{out['sample_rate']} Hz ({out['samples']} samples)"
+        )
+    return out["text"]
+
+
+def render_capture(result) -> str:
+    lines = [render_run(result.run)] if result.run else []
+    if not result.captured:
+        lines.append(
+            f"capture {result.workspace}: nothing new: {result.command[0]} downloaded no hub "
+            "file that runtime: does not hold already; nothing changed"
+        )
+        return "\n".join(lines)
+    for c in result.captured:
+        lines.append(
+            f"{c.action:9} {result.workspace}: hf://{c.repo}@{c.revision} ({c.commit[:12]}): "
+            + (", ".join(c.files) or "no new files")
+        )
+    lines.append(
+        f"Wrote {result.manifest} and mlxk.lock; placed {result.placed} file(s) from the store in "
+        f"{result.workspace}/.hf_cache"
+    )
+    return "\n".join(lines)
+
+
+def render_hf_cache(entries) -> list[str]:
+    """`health --verbose`: a workspace's .hf_cache, one line per repo snapshot."""
+    if not entries:
+        return ["    .hf_cache    (empty)"]
+    return [
+        f"    .hf_cache    {e['repo']}@{','.join(e['refs']) or e['commit'][:12]} "
+        f"({e['commit'][:12]}): {len(e['files'])} file(s), "
+        + ("declared" if e["declared"] else "NOT declared in runtime:")
+        for e in entries
+    ]

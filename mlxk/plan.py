@@ -4,6 +4,8 @@ for a file to place, its lock entry and where its bytes come from (uv's planner)
     keep     already on disk and matching
     store    the blob is in the store: only placed
     lock     bytes the lock itself holds (a runtime refs file)
+    remote   from the fleet's registry (MLXK_REMOTE / remote:), by digest; sync falls back
+             to the source (or the steps) when the registry lacks it
     fetch    from its source (`network` says whether that needs the network)
     build    made again by the workspace's steps (whose missing inputs are fetched: `inputs`)
     missing  none of these can give it now (offline, a source directory gone)
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from .entries import FileEntry
 from .verify import diff_files
 
-ORIGINS = ("keep", "store", "lock", "fetch", "build", "missing")
+ORIGINS = ("keep", "store", "lock", "remote", "fetch", "build", "missing")
 
 # File ops: add / replace / delete / keep. Workspace ops: create / update / remove /
 # unchanged / blocked (a directory mlxk does not manage is in the way) / orphan (not in the
@@ -129,6 +131,7 @@ class Plan:
                 "copy_in": self.bytes_fetched(network=False),
                 "build": by_origin["build"],
                 "stored": by_origin["store"] + by_origin["lock"],
+                "remote": by_origin["remote"],
                 "missing": by_origin["missing"],
             },
         }
@@ -146,12 +149,12 @@ class Plan:
         )
 
     def bytes_to_store(self) -> int:
-        """Bytes that will enter the store: fetched or built."""
+        """Bytes that will enter the store: fetched (from the remote or a source) or built."""
         return sum(
             a.size
             for w in self.changed()
             for a in (*w.to_write, *w.inputs)
-            if a.origin in ("fetch", "build")
+            if a.origin in ("remote", "fetch", "build")
         )
 
     def missing(self) -> list[str]:
@@ -173,10 +176,12 @@ def _everything(_) -> bool:
 @dataclass(frozen=True)
 class Provenance:
     """What the planner may assume about bytes: `have(entry)` the store holds the blob,
-    `reachable(pin)` that source can give files now."""
+    `reachable(pin)` that source can give files now, `remote` the fleet's registry (its
+    description) that is asked first for any blob, or "" when there is none."""
 
     have: object = lambda entry: False
     reachable: object = _everything
+    remote: str = ""
 
     def origin(self, placed) -> tuple[str, bool, str]:
         """(origin, network, source) of one placement of the lock (see lock.Placed)."""
@@ -184,6 +189,8 @@ class Provenance:
             return "lock", False, ""
         if self.have(placed.file):
             return "store", False, ""
+        if self.remote:
+            return "remote", True, self.remote
         if placed.pin is None:
             return "build", False, ""
         if not self.reachable(placed.pin):

@@ -16,7 +16,7 @@ from . import lock as lockfile
 from .errors import IntegrityError, LockError, SourceError, UserError
 from .hashcache import HashCache
 from .lock import Lock
-from .manifest import Manifest, load_manifest
+from .manifest import LOCK_NAME, Manifest, load_manifest
 from .resolve import resolve, stale_reasons, steps_outdated
 from .settings import Settings
 from .store import LINK_MODES, Store, default_store_root
@@ -48,6 +48,17 @@ class NullUI:
 class _NullTask:
     def advance(self, n: int) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A checked `mlxk run`: the workspace, its kind, the inputs and the runner's options."""
+
+    name: str
+    path: Path
+    kind: str
+    inputs: dict
+    options: dict
 
 
 @dataclass
@@ -127,6 +138,7 @@ class Project:
         ui=None,
         settings: Settings | None = None,
         clients: dict | None = None,
+        use_remote: bool = True,
     ):
         self.manifest = manifest
         self.settings = settings or Settings.from_env()
@@ -134,8 +146,9 @@ class Project:
         self.store = store or Store(root)
         self.jobs = jobs
         self.ui = ui or NullUI()
-        self._offline, self._clients = offline, clients
+        self._offline, self._use_remote = offline, use_remote
         self._build_lock = threading.Lock()
+        self._clients = clients
         self._hash_cache = None
         self.fetched = {"files": 0, "bytes": 0}  # fetched from sources by this process
 
@@ -149,6 +162,7 @@ class Project:
             offline=self._offline,
             settings=self.settings,
             clients=self._clients,
+            remote=self._remote() if self._use_remote else None,
         )
 
     @cached_property
@@ -156,6 +170,23 @@ class Project:
         from .build import Builder
 
         return Builder(self.store, self.fetcher, ui=self.ui)
+
+    def remote_text(self) -> tuple[str, str] | None:
+        """(oci://HOST/PREFIX, where it was set) of the fleet's registry, if one is set:
+        $MLXK_REMOTE, else the manifest's `remote:`."""
+        if self.settings.remote:
+            return self.settings.remote, "MLXK_REMOTE"
+        if self.manifest.remote:
+            return self.manifest.remote, f"{self.manifest.path.name}: remote"
+        return None
+
+    def _remote(self):
+        from .remote import Remote, prefix_of
+
+        named = self.remote_text()
+        if named is None:
+            return None
+        return Remote(prefix_of(*named), self.settings.registry)
 
     @staticmethod
     def default_store(settings: Settings | None = None) -> Store:
@@ -165,6 +196,19 @@ class Project:
     def load(cls, file=None, settings: Settings | None = None, **kwargs) -> Project:
         settings = settings or Settings.from_env()
         return cls(load_manifest(file, settings), settings=settings, **kwargs)
+
+    def reload(self) -> Project:
+        """This project again, its manifest read anew (same store, settings, clients, UI)."""
+        return Project(
+            load_manifest(self.manifest.path, self.settings),
+            store=self.store,
+            jobs=self.jobs,
+            offline=self._offline,
+            ui=self.ui,
+            settings=self.settings,
+            clients=self._clients,
+            use_remote=self._use_remote,
+        )
 
     # ------------------------------------------------------------ basics
     @property
@@ -328,6 +372,7 @@ class Project:
         prov = Provenance(
             have=lambda f: self.store.has(f.hex, f.size),
             reachable=lambda pin: pin.reachable(self.fetcher),
+            remote=self.fetcher.remote.describe() if self.fetcher.remote else "",
         )
         plan = make_plan(lock, states, sentinels, self.orphans(lock), prune=prune, prov=prov)
         self.hash_cache.flush()
@@ -339,22 +384,33 @@ class Project:
         it from its source or runtime repo, or rebuilding the steps that make it)."""
         placements = {p.file.path: p for p in ws.placements()}
 
-        def fetch(pin, entry, on_bytes):
+        def counted(entry, get):
             present = self.store.has(entry.hex, entry.size)
-            self.fetcher.ensure(pin, entry, on_bytes)
-            if not present:
+            got = get()
+            if not present and got:
                 with self._build_lock:
                     self.fetched["files"] += 1
                     self.fetched["bytes"] += entry.size
+            return got
 
         def ensure(entry, on_bytes=None):
             placed = placements[entry.path]
             if placed.pin is not None:
-                fetch(placed.pin, placed.entry, on_bytes)
+                counted(
+                    placed.entry,
+                    lambda: self.fetcher.ensure(placed.pin, placed.entry, on_bytes, ws.name),
+                )
                 return
-            if not self.store.check(entry.hex, entry.size):
-                with self._build_lock:  # one rebuild serves every missing output
-                    self.builder.ensure_outputs(ws, ws.files)
+            if self.store.check(entry.hex, entry.size):
+                if on_bytes:
+                    on_bytes(entry.size)
+                return
+            if self.fetcher.remote and counted(entry, lambda: self._built_from_remote(ws, entry)):
+                if on_bytes:
+                    on_bytes(entry.size)
+                return
+            with self._build_lock:  # one rebuild serves every missing output
+                self.builder.ensure_outputs(ws, ws.files)
             if on_bytes:
                 on_bytes(entry.size)
 
@@ -373,6 +429,12 @@ class Project:
             for step in ws.steps[:-1]:  # intermediate outputs: a bundle carries them too
                 self.builder.ensure_outputs(ws, step.files)
         self.store.flush()
+
+    def _built_from_remote(self, ws, entry):
+        """A step output from the remote; falling back to a rebuild only where one can run."""
+        src = ws.source
+        can_build = src.reachable(self.fetcher) or all(self.store.has(f.hex) for f in src.files)
+        return self.fetcher.from_remote(ws.name, entry, fallback=can_build)
 
     def _check_offline(self, plan: Plan) -> None:
         """Offline, name every file sync would need that nothing here can give, up front."""
@@ -403,6 +465,17 @@ class Project:
             reports.append(self.builder.rebuild(ws))
         return reports
 
+    def _rebuilt_identical(self, names, lock: Lock) -> list:
+        """--rebuild: rebuild these workspaces; any output not byte-identical is exit 3."""
+        rebuilt = self.rebuild(names, lock) if names else []
+        moved = [f"{r.name}/{f['path']}" for r in rebuilt for f in r.files if not f["identical"]]
+        if moved:
+            raise IntegrityError(
+                f"--rebuild: outputs differ from the lock: {', '.join(moved)}",
+                hint="the build is not reproducible with the tools installed here",
+            )
+        return rebuilt
+
     def link_mode(self, option: str | None = None) -> str:
         """How sync places files: --link, else $MLXK_LINK, else the manifest's `link`, else
         auto."""
@@ -415,7 +488,9 @@ class Project:
         prune: bool = False,
         link: str | None = None,
         rebuild=(),
+        only: frozenset[str] | None = None,
     ) -> SyncReport:
+        """Make the workspaces on disk match the lock (`only`: just these workspaces)."""
         from .sync import SyncResult, build_workspace, check_space, recover, remove_workspace
 
         link = self.link_mode(link)
@@ -424,16 +499,10 @@ class Project:
             notes = recover(self.home)
             self.register()
             lock, lock_result = self.current_lock(locked=locked, frozen=frozen)
-            rebuilt = self.rebuild(rebuild, lock) if rebuild else []
-            moved = [
-                f"{r.name}/{f['path']}" for r in rebuilt for f in r.files if not f["identical"]
-            ]
-            if moved:
-                raise IntegrityError(
-                    f"--rebuild: outputs differ from the lock: {', '.join(moved)}",
-                    hint="the build is not reproducible with the tools installed here",
-                )
+            rebuilt = self._rebuilt_identical(rebuild, lock)
             plan = self.plan(lock, prune=prune)
+            if only is not None:
+                plan = Plan(tuple(w for w in plan.workspaces if w.name in only))
             if plan.blocked:
                 raise UserError("; ".join(f"{w.name}: {w.reason}" for w in plan.blocked))
             if self.fetcher.offline:
@@ -462,42 +531,52 @@ class Project:
                 elif wplan.op == "remove":
                     remove_workspace(target)
                     result.workspaces.append(_removed(wplan))
-            return SyncReport(lock_result, plan, result, notes, rebuilt, dict(self.fetched))
+            notes += self.fetcher.remote.notes() if self.fetcher.remote else []
+            return SyncReport(lock_result, plan, result, notes, rebuilt, self._fetched())
         finally:
             self.store.flush()
             flock.release()
 
-    # ------------------------------------------------------------ run
-    def run(
-        self,
-        name: str,
-        prompt: str,
-        max_tokens: int = 32,
-        temp: float = 0.0,
-        seed: int | None = None,
-    ) -> dict:
-        """Generate from a synced workspace, offline (HF_HOME=<workspace>/.hf_cache)."""
-        from .models import TOKENIZER_FILES, has_tokenizer
-        from .steps.convert import generate
+    def _fetched(self) -> dict:
+        """Files and bytes fetched by this process; of them, from the remote registry."""
+        remote = self.fetcher.remote
+        return {**self.fetched, **({"remote": dict(remote.served)} if remote else {})}
 
-        lock = self.current_lock(frozen=True, purpose="run")[0]
+    # ------------------------------------------------------------ run
+    def synced_path(self, name: str, what: str = "run") -> Path:
+        """The directory of a workspace that is in the lock and synced (else exit 2)."""
+        lock = self.current_lock(frozen=True, purpose=what)[0]
         self.warn_if_stale(lock)
         if name not in lock.workspaces:
             raise UserError(
-                f"run: no workspace named {name!r} in the lock",
+                f"{what}: no workspace named {name!r} in the lock",
                 hint=f"workspaces: {', '.join(sorted(lock.workspaces)) or 'none'}",
             )
         path = self.workspace_path(name)
         state = scan(path, jobs=self.jobs) if path.is_dir() else None
         if state is None or not state.managed:
             raise UserError(
-                f"run: {name} is not synced at {self.shown(path)}", hint="run `mlxk sync` first"
+                f"{what}: {name} is not synced at {self.shown(path)}", hint="run `mlxk sync` first"
             )
-        tokenizer = None
-        if not has_tokenizer(p.name for p in path.iterdir() if p.is_file()):
+        return path
+
+    def run_request(self, name: str, options: dict | None = None, **inputs) -> RunRequest:
+        """What `run` will do, checked before anything runs: the workspace is synced, its
+        kind (from config.json) takes these inputs (else exit 2, naming the kind)."""
+        from . import runners
+        from .models import TOKENIZER_FILES, has_tokenizer
+
+        path = self.synced_path(name)
+        kind = runners.read_kind(path)
+        if kind == "text" and not inputs.get("prompt"):
+            inputs["prompt"] = "Hello"
+        runners.check_inputs(kind, f"run {name}", **inputs)
+        options = dict(options or {})
+        if kind == "text" and not has_tokenizer(p.name for p in path.iterdir() if p.is_file()):
             # A model that ships without a tokenizer loads one by repo id at run time: take
             # it from the runtime captures, offline, as the upstream library would.
-            tokenizer = next(
+            lock = self.current_lock(frozen=True, purpose="run")[0]
+            options["tokenizer_repo"] = next(
                 (
                     (r.repo, r.revision)
                     for r in lock.workspaces[name].runtime
@@ -505,12 +584,37 @@ class Project:
                 ),
                 None,
             )
-        out = generate(path, prompt, max_tokens, temp, seed, tokenizer, self.settings)
-        return {"workspace": name, "prompt": prompt, **out}
+        return RunRequest(name, path, kind, inputs, options)
+
+    def run(self, request: RunRequest, env: dict | None = None) -> dict:
+        """Run a synced workspace's model by its kind, offline (HF_HOME=<workspace>/.hf_cache,
+        HF_HUB_OFFLINE=1), or with `env` (a capture run's online environment)."""
+        from .runners import run_isolated
+
+        out = run_isolated(
+            request.path,
+            env=env,
+            kind=request.kind,
+            what=f"run {request.name}",
+            name=request.name,
+            options=request.options,
+            settings=self.settings,
+            **request.inputs,
+        )
+        given = {k: request.inputs[k] for k in ("prompt",) if request.inputs.get(k)}
+        return {"workspace": request.name, **given, **out}
 
     # ------------------------------------------------------------ bundles
-    def bundle(self, out: Path, locked: bool = False, frozen: bool = False):
-        """Write the lock, the manifest and every blob the lock names to `out` (dir or .tar).
+    def bundle(
+        self,
+        out: Path,
+        locked: bool = False,
+        frozen: bool = False,
+        sign: Path | None = None,
+        interactive: bool = False,
+    ):
+        """Write the lock, the manifest and every blob the lock names to `out` (dir or .tar),
+        signed with the SSH key `sign` when given (a passphrase is asked only if interactive).
         Like sync, it locks first when the lock is missing or stale (`locked`: refuse instead;
         `frozen`: ship the lock as it is)."""
         from .bundle import write_bundle
@@ -520,7 +624,7 @@ class Project:
         else:
             lock = self.current_lock(locked=locked)[0]
             self.gather(lock)
-        return write_bundle(Path(out), self.manifest.path, lock, self.store)
+        return write_bundle(Path(out), self.manifest.path, lock, self.store, sign, interactive)
 
     # ------------------------------------------------------------ verify
     def verify(
@@ -551,39 +655,228 @@ class Project:
         return Verification(tuple(reports))
 
 
-def import_bundle(path: Path, file=None, force: bool = False, ui=None):
-    """Check every blob of a bundle into the store, then put its manifest and lock in place
-    (at -f/--file, else ./<the bundled manifest's name>). A bundle with any missing or corrupt
-    blob is refused (exit 3, naming them) and no manifest or lock is written."""
-    from .bundle import check_bundle, read_bundle
-    from .manifest import parse_manifest
+# ---------------------------------------------------------------- importing bundles
 
-    name, manifest_bytes, lock = read_bundle(path)
-    dest = Path(file).resolve() if file else (Path.cwd() / name)
-    settings = Settings.from_env()
-    manifest = parse_manifest(manifest_bytes.decode("utf-8"), dest, settings)
-    project = Project(manifest, ui=ui, settings=settings)
-    lock_text = lockfile.dumps(lock)
-    if not force:
-        for target, data in ((dest, manifest_bytes), (manifest.lock_path, lock_text.encode())):
-            if target.exists() and target.read_bytes() != data:
-                raise UserError(
-                    f"import: {target.name} exists and differs from the bundle's",
-                    hint="use --force to replace it, or import into another directory (-f)",
-                )
-    report, _, _, _ = check_bundle(Path(path), project.store)
-    project.store.flush()
-    if not report.ok:
-        names = ", ".join(f"{p['blob'][:12]} ({p['problem']})" for p in report.problems[:8])
+
+def signers_file(flag, settings: Settings, manifest: Manifest | None = None) -> Path | None:
+    """The allowed_signers file that bundles must be signed against: --allowed-signers, else
+    $MLXK_ALLOWED_SIGNERS, else the importing site's own manifest (never the bundle's). Every
+    line is checked at once (a bad one is exit 2, naming file:line)."""
+    from .signing import check_allowed_signers
+
+    path = Path(flag).expanduser() if flag else settings.allowed_signers
+    if path is None and manifest is not None:
+        path = manifest.allowed_signers
+    if path is not None:
+        check_allowed_signers(path)
+    return path
+
+
+@dataclass(frozen=True)
+class _Local:
+    """What the importing directory already holds: its manifest and lock (None: absent)."""
+
+    manifest: Manifest | None
+    manifest_bytes: bytes | None
+    lock: Lock | None
+    lock_exists: bool
+
+
+def _local_state(dest: Path, settings: Settings, force: bool) -> _Local:
+    manifest = load_manifest(dest, settings) if dest.is_file() else None
+    lock_path = dest.with_name(LOCK_NAME)
+    try:
+        lock = lockfile.read(lock_path)
+    except LockError:
+        if not force:  # with --force an unreadable lock is what gets replaced
+            raise
+        lock = None
+    data = dest.read_bytes() if manifest else None
+    return _Local(manifest, data, lock, lock_path.exists())
+
+
+def _action(local: _Local, manifest_bytes: bytes, dest: Path, force: bool) -> str:
+    """kept (the local manifest and lock decide), provisioned (none here: write the bundle's)
+    or replaced (--force: the bundle's replace the local ones)."""
+    if force:
+        return "replaced" if local.manifest or local.lock_exists else "provisioned"
+    if local.manifest and local.lock:
+        return "kept"
+    if not local.manifest and not local.lock_exists:
+        return "provisioned"
+    if local.manifest_bytes == manifest_bytes and not local.lock_exists:
+        return "provisioned"  # the same manifest, not yet locked: the bundle's lock pins it
+    if not local.manifest:
+        raise UserError(
+            f"import: {LOCK_NAME} is here but {dest.name} is not",
+            hint="give the manifest that lock belongs to with -f, or --force to write the "
+            "bundle's manifest and lock",
+        )
+    raise UserError(
+        f"import: {dest.name} has no {LOCK_NAME} beside it and differs from the bundle's manifest",
+        hint="lock it where its sources are reachable and bring mlxk.lock, or --force to "
+        "take the bundle's manifest and lock",
+    )
+
+
+def _refuse_bad_bundle(bundle) -> None:
+    """A bundle whose members do not match its own lock is refused before any blob enters
+    the store (every blob is still hashed, into nothing, so the message names them all)."""
+    from .bundle import lock_blobs
+
+    problems = bundle.problems()
+    if not problems:
+        return
+    problems += bundle.take(lock_blobs(bundle.contents.lock), None)[2]
+    names = ", ".join(f"{p['blob'][:12]} ({p['problem']})" for p in problems[:8])
+    raise IntegrityError(
+        f"import: {bundle.path} does not match its own lock: {names}",
+        hint="nothing was written; get a good copy of the bundle",
+    )
+
+
+def _take_blobs(bundle, lock: Lock, store: Store, lock_name: str) -> tuple:
+    """Check into the store every blob `lock` needs that the bundle carries; returns
+    (report, blobs already stored, bundle blobs not needed). Blobs neither the store nor the
+    bundle has: exit 3 before any blob is taken."""
+    from .bundle import BundleReport, lock_blobs, missing_files, shown_files
+
+    _refuse_bad_bundle(bundle)
+    need, carried = lock_blobs(lock), bundle.carried
+    elsewhere = {h for h, size in need.items() if carried.get(h) != size}
+    absent = {h for h in elsewhere if not store.has(h, need[h])}
+    if absent:
+        raise SourceError(
+            f"import: {lock_name} needs {len(absent)} blob(s) that neither the store "
+            f"({store.root}) nor {bundle.path} has: {shown_files(missing_files(lock, absent))}",
+            hint="nothing was written; make the bundle from this lock where it is synced "
+            "(`mlxk verify --bundle` here shows what a bundle lacks)",
+        )
+    good, size, corrupt = bundle.take(need, store)
+    store.flush()
+    if corrupt:
+        names = ", ".join(f"{p['blob'][:12]} (corrupt)" for p in corrupt[:8])
         raise IntegrityError(
-            f"import: the bundle does not match its lock: {names}",
+            f"import: {bundle.path} does not match its own lock: {names}",
             hint="nothing was written but verified blobs; get a good copy of the bundle",
         )
+    workspaces = tuple(sorted(lock.workspaces))
+    report = BundleReport(
+        str(bundle.path), bundle.format, good, size, workspaces, (), bundle.signature
+    )
+    return report, len(elsewhere), len(set(carried) - set(need))
+
+
+def _signer_notes(before: Manifest | None, after: Manifest) -> tuple[str, ...]:
+    """What a manifest written from a bundle changes about the signatures this site needs."""
+    old = before.allowed_signers if before else None
+    if after.allowed_signers == old:
+        return ()
+    if after.allowed_signers is None:
+        return (f"{after.path.name} no longer sets allowed_signers (it was {old})",)
+    return (f"{after.path.name} now sets allowed_signers: {after.allowed_signers}",)
+
+
+def _write_from_bundle(dest: Path, contents) -> tuple[str, ...]:
+    """Write the bundle's manifest and lock (their exact bytes) where they differ."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    lockfile.write_atomic(dest, manifest_bytes.decode("utf-8"))
-    lockfile.write_atomic(manifest.lock_path, lock_text)
+    written = []
+    for target, data in (
+        (dest, contents.manifest_bytes),
+        (dest.with_name(LOCK_NAME), contents.lock_bytes),
+    ):
+        if not target.is_file() or target.read_bytes() != data:
+            lockfile.write_atomic(target, data.decode("utf-8"))
+            written.append(target.name)
+    return tuple(written)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What `mlxk import` (and `sync --from`) did: which lock decided, the blobs taken, what
+    was written, and how the bundle's lock differs from the one here."""
+
+    report: object  # bundle.BundleReport: the blobs checked in, the signature
+    manifest: Path
+    action: str  # "kept" | "provisioned" | "replaced"
+    written: tuple[str, ...] = ()
+    stored: int = 0  # blobs the lock needs that were in the store already
+    extra_blobs: int = 0  # blobs in the bundle the lock does not need (ignored)
+    changes: tuple = ()  # lock.WorkspaceChange: here → the bundle's
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            **self.report.to_dict(),
+            "manifest": self.manifest.name,
+            "action": self.action,
+            "written": list(self.written),
+            "stored": self.stored,
+            "extra_blobs": self.extra_blobs,
+            "changes": [c.to_dict() for c in self.changes],
+            "notes": list(self.notes),
+        }
+
+
+def import_bundle(path: Path, file=None, force: bool = False, ui=None, allowed_signers=None):
+    """Import a bundle into the directory of -f/--file (else ./<the bundle's manifest name>).
+
+    With a manifest and lock here, the local lock decides (action "kept"): only the blobs it
+    names are taken, each checked against its sha256, and neither file changes. With none
+    here ("provisioned"), or with `force` ("replaced"), every blob of the bundle is checked
+    in and its manifest and lock are written. With an allowed_signers file (the argument,
+    $MLXK_ALLOWED_SIGNERS or the local manifest's), an unsigned or untrusted bundle is exit 3
+    before any blob is read. Nothing but verified blobs is written on any failure."""
+    from .bundle import Bundle
+    from .manifest import parse_manifest
+
+    settings = Settings.from_env()
+    early = signers_file(allowed_signers, settings)
+    with Bundle(Path(path)) as bundle:
+        contents = bundle.contents
+        dest = Path(file).resolve() if file else (Path.cwd() / contents.manifest_name)
+        local = _local_state(dest, settings, force)
+        bundle.check_signature(early or signers_file(None, settings, local.manifest))
+        action = _action(local, contents.manifest_bytes, dest, force)
+        if action == "kept":
+            manifest, lock = local.manifest, local.lock
+        else:
+            text = _manifest_text(bundle)
+            manifest, lock = parse_manifest(text, dest, settings), contents.lock
+        project = Project(manifest, ui=ui, settings=settings)
+        shown = LOCK_NAME if action != "kept" else f"the local {LOCK_NAME}"
+        report, stored, extra = _take_blobs(bundle, lock, project.store, shown)
+    written = () if action == "kept" else _write_from_bundle(dest, contents)
     project.register()
-    return report, dest
+    changes = () if action == "provisioned" else lockfile.compare(local.lock, contents.lock)
+    notes = () if action == "kept" else _signer_notes(local.manifest, manifest)
+    return ImportResult(report, dest, action, written, stored, extra, changes, notes)
+
+
+def _manifest_text(bundle) -> str:
+    try:
+        return bundle.contents.manifest_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise IntegrityError(
+            f"{bundle.path}: {bundle.contents.manifest_name} is not UTF-8 text"
+        ) from None
+
+
+def sync_from(
+    bundle, file, ui, jobs, offline, force=False, allowed_signers=None, use_remote=True, **options
+):
+    """`mlxk sync [--from BUNDLE]`: import the bundle first (the local lock decides unless
+    `force`), then sync; returns (the import report or None, the SyncReport)."""
+    imported = None
+    if bundle:
+        imported = import_bundle(bundle, file, force, ui, allowed_signers)
+        file = str(imported.manifest)
+    elif force or allowed_signers:
+        raise UserError("--force and --allowed-signers go with --from BUNDLE")
+    project = Project.load(
+        file, ui=ui, jobs=jobs or DEFAULT_JOBS, offline=offline, use_remote=use_remote
+    )
+    return imported, project.sync(**options)
 
 
 def _removed(wplan):

@@ -13,7 +13,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EMPTY_IS_UNSET = ("HF_HOME", "HF_ENDPOINT", "HF_TOKEN", "MLXK_WORKSPACE_HOME", "MLXK_STORE")
+from .oci.settings import RegistrySettings
+
+EMPTY_IS_UNSET = (
+    "HF_HOME",
+    "HF_ENDPOINT",
+    "HF_TOKEN",
+    "MLXK_WORKSPACE_HOME",
+    "MLXK_STORE",
+    "MLXK_ALLOWED_SIGNERS",
+    "MLXK_REMOTE",
+    "SSL_CERT_FILE",
+    "DOCKER_CONFIG",
+    "REGISTRY_AUTH_FILE",
+)
 
 
 def _path(value: str | None) -> Path | None:
@@ -27,6 +40,10 @@ class Settings:
     hf_endpoint: str | None = None  # HF_ENDPOINT
     hf_token: str | None = field(default=None, repr=False)  # HF_TOKEN (never shown)
     debug: bool = False  # MLXK_DEBUG
+    allowed_signers: Path | None = None  # MLXK_ALLOWED_SIGNERS: who may sign imported bundles
+    remote: str | None = None  # MLXK_REMOTE: oci://HOST[:PORT]/PREFIX, the fleet's registry
+    # MLXK_INSECURE_REGISTRIES, SSL_CERT_FILE, REGISTRY_AUTH_FILE, DOCKER_CONFIG, HOME, ...
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
     link: str | None = None  # MLXK_LINK: how sync places files (checked where it is used)
     environ: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
@@ -43,9 +60,26 @@ class Settings:
             hf_endpoint=get("HF_ENDPOINT", "").strip() or None,
             hf_token=get("HF_TOKEN", "").strip() or None,
             debug=bool(get("MLXK_DEBUG")),
+            allowed_signers=_path(get("MLXK_ALLOWED_SIGNERS", "").strip()),
+            remote=get("MLXK_REMOTE", "").strip() or None,
+            registry=RegistrySettings.from_env(env),
             link=get("MLXK_LINK", "").strip() or None,
             environ=tuple(sorted(env.items())),
         )
+
+    def get(self, name: str) -> str | None:
+        """One variable of the environment read at start (empty ones dropped, as above)."""
+        return dict(self.environ).get(name)
+
+    def hf_token_path(self) -> Path:
+        """Where huggingface_hub keeps the user's login token (`hf auth login`), as it works
+        it out: $HF_TOKEN_PATH, else $HF_HOME/token, else $XDG_CACHE_HOME/huggingface/token,
+        else ~/.cache/huggingface/token. A child given another HF_HOME is pointed back here."""
+        if self.get("HF_TOKEN_PATH"):
+            return Path(self.get("HF_TOKEN_PATH")).expanduser()
+        cache = self.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
+        home = self.get("HF_HOME") or str(Path(cache) / "huggingface")
+        return Path(home).expanduser() / "token"
 
     def child_env(self, drop_prefixes: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
         """The environment for a child process: ours, less `drop_prefixes`, plus `extra`."""

@@ -133,7 +133,9 @@ def _run(
 ) -> subprocess.CompletedProcess:
     """One ssh-keygen run. Unless interactive it has no terminal (own session, stdin closed or
     fed) and no GUI prompt, so a question it would ask fails at once instead of hanging."""
-    env = dict(os.environ)
+    from .settings import Settings
+
+    env = Settings.from_env().child_env()
     if not interactive:
         for name in _PROMPTERS:
             env.pop(name, None)

@@ -6,16 +6,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-# git-lfs: hub repos in tests; openssh-client: ssh-keygen -Y for signed bundles (mlxk/signing.py)
+# Debian packages, installed only when a command they provide is missing:
+#   git-lfs (hub repos in tests); openssh-client (ssh-keygen -Y for signed bundles,
+#   mlxk/signing.py); docker-registry (the CNCF distribution registry the OCI tests run),
+#   apache2-utils (htpasswd for its basic-auth config), openssl (the tests' private CA)
 APT=()
-command -v git-lfs >/dev/null 2>&1 || APT+=(git-lfs)
-command -v ssh-keygen >/dev/null 2>&1 || APT+=(openssh-client)
+for pair in git-lfs:git-lfs ssh-keygen:openssh-client docker-registry:docker-registry \
+  htpasswd:apache2-utils openssl:openssl; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || APT+=("${pair#*:}")
+done
 # xfsprogs: mkfs.xfs for the reflink tests on a loop-mounted XFS (tests/test_reflink_xfs.py)
 command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || [ -x /sbin/mkfs.xfs ] || APT+=(xfsprogs)
 if [ ${#APT[@]} -gt 0 ]; then
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT[@]}" >/dev/null
+  $SUDO apt-get update -qq &&
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT[@]}" >/dev/null
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

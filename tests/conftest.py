@@ -15,7 +15,13 @@ def _isolated_env(monkeypatch, tmp_path):
     """Every test gets its own store and HF_HOME; nothing from the user's environment leaks."""
     monkeypatch.setenv("MLXK_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "user_hf_home"))
-    for var in ("MLXK_WORKSPACE_HOME", "HF_TOKEN", "HF_HUB_OFFLINE", "MLXK_DEBUG"):
+    for var in (
+        "MLXK_WORKSPACE_HOME",
+        "HF_TOKEN",
+        "HF_HUB_OFFLINE",
+        "MLXK_DEBUG",
+        "MLXK_ALLOWED_SIGNERS",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,3 +47,11 @@ def write_manifest(project: Path, body: str, name: str = "models.yaml") -> Path:
     path = project / name
     path.write_text(body)
     return path
+
+
+def load_script(name: str):
+    """One of scripts/*.py (the tiny model builders) as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

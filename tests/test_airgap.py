@@ -158,6 +158,7 @@ def test_runtime_dependency_is_captured_and_runs_offline(
     (rt,) = lock.runtime
     cache = ws / ".hf_cache" / "hub" / f"models--{tok.replace('/', '--')}"
     assert (cache / "refs" / "v1").read_text() == rt.commit
+    assert (cache / "refs" / "main").read_text() == rt.commit  # for loaders naming no revision
     snap = cache / "snapshots" / rt.commit
     assert sorted(p.name for p in snap.iterdir()) == sorted(TOKENIZER)
     assert not any(p.is_symlink() for p in ws.rglob("*"))
@@ -179,6 +180,48 @@ def test_runtime_dependency_is_captured_and_runs_offline(
     assert mlxk("sync", "-f", m).exit_code == 0
     assert mlxk("bundle", "-f", m, str(tmp_path / "rt.tar")).exit_code == 0
     assert mlxk("verify", "--bundle", str(tmp_path / "rt.tar")).exit_code == 0
+
+
+LOADERS = """
+import sys
+from huggingface_hub import hf_hub_download, snapshot_download
+from transformers import AutoTokenizer
+repo, commit = sys.argv[1:]
+for rev in (None, "v1", commit):
+    kw = {"revision": rev} if rev else {}
+    print(hf_hub_download(repo, "tokenizer.json", **kw))
+    print(snapshot_download(repo, local_files_only=True, **kw))
+    print(type(AutoTokenizer.from_pretrained(repo, **kw)).__name__)
+"""
+
+
+def test_loaders_find_a_capture_pinned_at_a_tag_by_no_revision_the_tag_or_the_commit(
+    hub, hf_env, tmp_path, mlxk, demo_files
+):
+    """A runtime repo pinned at v1: refs/main and refs/v1 point at its commit, so a loader
+    that names no revision finds it offline as well as one that names v1 or the commit."""
+    model, tok = unique_repo_id("model"), unique_repo_id("tok")
+    hub.create_repo(model, {k: v for k, v in demo_files.items() if k not in TOKENIZER})
+    hub.create_repo(tok, {k: demo_files[k] for k in (*TOKENIZER, "config.json")})
+    hub.tag(tok, "v1")
+    hub.commit(tok, {"README.md": b"main moved on"})  # main is no longer v1
+    body = (
+        f"version: 1\nworkspaces:\n  m:\n    source: hf://{model}@main\n"
+        f"    runtime: [hf://{tok}@v1]\n"
+    )
+    m = str(write_manifest(tmp_path, body))
+    assert mlxk("sync", "-f", m).exit_code == 0
+    (rt,) = lockfile.read(tmp_path / "mlxk.lock").workspaces["m"].runtime
+    ws = tmp_path / "models" / "m"
+    env = dict(os.environ, HF_HOME=str(ws / ".hf_cache"), HF_HUB_OFFLINE="1")
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"
+    p = subprocess.run(
+        [sys.executable, "-c", LOADERS, tok, rt.commit], env=env, capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert len(lines) == 9 and all(f"snapshots/{rt.commit}" in x for x in lines[0::3])
+    assert mlxk("verify", "-f", m).exit_code == 0  # the loaders wrote nothing
 
 
 def cli(args, env, cwd=None, netns=False):

@@ -274,3 +274,39 @@ def test_add_after_init_keeps_the_example_comment_above_the_workspaces(tmp_path,
     text = Path(m).read_text()
     assert text.index("# A workspace looks like this") < text.index("workspaces:")
     assert text.rstrip().endswith("source: path:src")
+
+
+# ---------------------------------------------------------------- docs
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.mark.unit
+def test_the_commands_index_links_every_command():
+    from mlxk.cli import cli
+
+    index = (DOCS / "commands.md").read_text().split("Environment:")[0]
+    missing = [n for n in cli.commands if f"[`{n}`](#mlxk-{n})" not in index]
+    assert missing == []
+
+
+@pytest.mark.unit
+def test_no_doc_points_outside_the_repo_and_the_ws_source_is_explained():
+    readme = (DOCS.parent / "README.md").read_text()
+    assert "../shared" not in readme and "docs/architecture.md" in readme
+    assert "`ws`" in (DOCS / "commands.md").read_text()
+
+
+@pytest.mark.unit
+def test_sizes_use_one_convention():
+    from mlxk.output import human_size
+
+    assert [human_size(n) for n in (999, 1000, 120_800, 5_000_000)] == [
+        "999 B",
+        "1.0 kB",
+        "120.8 kB",
+        "5.0 MB",
+    ]
+    for page in [*DOCS.glob("*.md"), DOCS.parent / "README.md"]:
+        assert not __import__("re").search(r"\d KB\b", page.read_text()), page.name

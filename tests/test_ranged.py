@@ -75,18 +75,16 @@ def stop_after(limit: int):
 
 def test_a_capped_server_gets_every_connection_and_no_byte_twice(tmp_path, blob_file):
     """Each connection capped at 1 MiB/s: the stream alone, then a helper on the last piece,
-    which doubles the rate, so the rest of the stream is cut into pieces for 4 connections:
-    5 MiB in one stream takes 5 s, here < 3.5 s. Every byte is received and written once (the
-    stream's request is cut short where the pieces begin)."""
+    which doubles the rate, so the rest of the stream is cut into pieces for 4 connections at
+    once (the speed-up itself is a benchmark figure, not a timed test). Every byte is received
+    and written once (the stream's request is cut short where the pieces begin)."""
     store = Store(tmp_path / "store", ranges=SMALL)
     got = []
     with serve(FastHub(rate=1024 * KIB), blob_file) as hub:
-        began = time.monotonic()
         digest = fetch(hub, store, blob_file, on_bytes=got.append)
-        took = time.monotonic() - began
     _, data, sha = blob_file
     assert digest == "sha256:" + sha and store.blob_path(sha).read_bytes() == data
-    assert took < 3.5, took
+    assert hub.peak >= 2, hub.peak
     assert sum(got) == SIZE
     stream, *pieces = [(start, end) for _, start, end in hub.gets]
     assert stream == (0, SIZE) and len(pieces) > SMALL.connections and hub.ranged == len(hub.gets)

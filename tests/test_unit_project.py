@@ -389,6 +389,36 @@ def test_runtime_placements_say_where_each_file_comes_from(tmp_path, repos):
     assert snap.pin.repo == "org/tok" and snap.entry.path == "tokenizer.json"
 
 
+def test_every_capture_is_found_by_main_by_its_revision_and_by_its_commit(tmp_path, repos):
+    """refs/main and refs/<revision> point at the locked commit; a commit pin needs none."""
+    v1 = repos.commit("org/tok", {"tokenizer.json": b"[]" * 80}, "v1")
+    body = HF + "    runtime: [hf://org/tok@v1]\n"
+    p = project(tmp_path, repos, body)
+    p.sync()
+    cache = ws_dir(p) / ".hf_cache" / "hub" / "models--org--tok"
+    assert {r.name: r.read_text() for r in (cache / "refs").iterdir()} == {"main": v1, "v1": v1}
+    assert (cache / "snapshots" / v1 / "tokenizer.json").read_bytes() == b"[]" * 80
+    assert p.verify().ok
+    main = repos.refs["org/tok"]["main"]
+    both = HF + f"    runtime: [hf://org/tok@v1, hf://org/tok@main, hf://org/tok@{main}]\n"
+    p = project(tmp_path, repos, both)
+    p.sync()
+    assert {r.name: r.read_text() for r in (cache / "refs").iterdir()} == {"main": main, "v1": v1}
+    assert sorted(q.name for q in (cache / "snapshots").iterdir()) == sorted([v1, main])
+    assert p.verify().ok
+
+
+def test_runtime_refs_are_derived_and_never_in_the_lock(tmp_path, repos):
+    p = project(
+        tmp_path, repos, HF + f"    runtime: [hf://org/tok@{repos.refs['org/tok']['main']}]\n"
+    )
+    ws = p.lock().lock.workspaces["m"]
+    (rt,) = ws.runtime
+    assert set(rt.to_dict()) == {"files", "repo", "revision", "commit"}
+    refs = lockfile.runtime_refs(ws.runtime)
+    assert refs == {(rt.cache_dir, "main"): rt.commit}
+
+
 # ---------------------------------------------------------------- offline
 
 

@@ -31,6 +31,20 @@ TIMEOUT = 60.0
 _HEX = {"sha256": re.compile(r"[0-9a-f]{64}"), "git blob id": re.compile(r"[0-9a-f]{40}")}
 
 
+def _transport_errors() -> tuple[type, ...]:
+    """Connection errors of the HTTP clients huggingface_hub may talk through (2.x: httpx2,
+    1.x: httpx); both may be installed (mlxk.oci uses httpx2 with hub 1.x)."""
+    import importlib
+
+    out = []
+    for name in ("httpx2", "httpx"):
+        try:
+            out.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(out)
+
+
 class HfClient:
     def __init__(self, endpoint: str | None = None, token: str | None = None):
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
@@ -64,8 +78,9 @@ class HfClient:
 
     # ------------------------------------------------------------ errors
     def _translate(self, e: Exception, what: str) -> SourceError:
-        import httpx2
         from huggingface_hub import errors as hf_errors
+
+        transport = _transport_errors()
 
         if isinstance(e, hf_errors.GatedRepoError):
             return SourceError(
@@ -95,7 +110,7 @@ class HfClient:
                     hint="check the commit sha, or use a branch or tag",
                 )
             return SourceError(f"{what}: hub answered HTTP {status} at {self.endpoint}")
-        if isinstance(e, (httpx2.TransportError, OSError)):
+        if isinstance(e, (*transport, OSError)):
             return SourceError(
                 f"{what}: cannot reach the hub at {self.endpoint} ({type(e).__name__})",
                 hint="check HF_ENDPOINT and the network; `mlxk sync --offline` works from the "

@@ -1,7 +1,7 @@
-"""Convert steps: the only module that imports mlx_lm, mlx_vlm or mlx_audio.
+"""Convert steps through mlx_lm, mlx_vlm or mlx_audio (running models is `mlxk.runners`).
 
-They are imported only inside a worker subprocess (`python -m mlxk.steps.convert ...`), which
-runs hermetically: on a local snapshot directory, into a fresh output directory, with
+The converters are imported only inside a worker subprocess (`python -m mlxk.steps.convert
+...`), which runs hermetically: on a local snapshot directory, into a fresh output directory, with
 HF_HUB_OFFLINE=1 and HF_HOME pointed at a throwaway directory, its chatter kept out of mlxk's
 own stdout. The parent process reads package versions from metadata without importing them.
 """
@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .. import faults
-from ..errors import NotSupportedError, SourceError
+from ..errors import NotSupportedError
 from ..models import audio_domain, group_size, has_model, is_vision, model_type
 from ..settings import Settings
 from . import ConverterMissing, ConvertFailed, Recipe, StepKind, register
@@ -128,52 +128,6 @@ def run_convert(
         _worker(["convert", converter, str(in_dir), str(out_dir), json.dumps(args)], env, what, log)
 
 
-def generate(
-    ws_dir: Path,
-    prompt: str,
-    max_tokens: int,
-    temp: float,
-    seed: int | None,
-    tokenizer_repo: tuple[str, str] | None = None,
-    settings: Settings | None = None,
-) -> dict:
-    """Load a workspace and generate, offline, with HF_HOME=<workspace>/.hf_cache.
-
-    `tokenizer_repo` (repo, revision) loads the tokenizer by repo id from the workspace's
-    runtime cache, as an upstream library would, for a model that ships without one.
-    """
-    config_path = ws_dir / "config.json"
-    try:
-        converter, _ = detect(json.loads(config_path.read_text()))
-    except (OSError, json.JSONDecodeError) as e:
-        raise SourceError(f"{ws_dir}: cannot read config.json ({e})") from None
-    if converter != "mlx_lm":
-        raise NotSupportedError(
-            f"run {ws_dir.name}: {converter} models cannot be run by mlxk yet (text models only)",
-            hint="load it with the package's own tools, with HF_HOME=<workspace>/.hf_cache",
-        )
-    tool_versions(converter)
-    env = (settings or Settings.from_env()).child_env()
-    env.pop("HF_TOKEN", None)
-    env.update(
-        HF_HOME=str(ws_dir / ".hf_cache"),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        HF_HUB_DISABLE_TELEMETRY="1",
-        TOKENIZERS_PARALLELISM="false",
-    )
-    args = {
-        "path": str(ws_dir),
-        "prompt": prompt,
-        "max_tokens": max_tokens,
-        "temp": temp,
-        "seed": seed,
-        "tokenizer": list(tokenizer_repo) if tokenizer_repo else None,
-    }
-    out = _worker(["generate", converter, json.dumps(args)], env, f"run {ws_dir.name}")
-    return json.loads(out.strip().splitlines()[-1])
-
-
 # ---------------------------------------------------------------- the plug-in
 
 
@@ -236,51 +190,11 @@ def _do_convert(converter: str, src: str, dst: str, args: dict) -> None:
         sys.stdout = real_stdout
 
 
-def _do_generate(args: dict) -> dict:
-    import time
-
-    import mlx.core as mx
-    from mlx_lm import generate
-    from mlx_lm.sample_utils import make_sampler
-    from mlx_lm.utils import load, load_model, load_tokenizer
-
-    if args["seed"] is not None:
-        mx.random.seed(args["seed"])
-    real_stdout, sys.stdout = sys.stdout, sys.stderr
-    try:
-        t0 = time.perf_counter()
-        if args["tokenizer"]:
-            from huggingface_hub import snapshot_download
-
-            repo, revision = args["tokenizer"]
-            tok_dir = snapshot_download(repo, revision=revision, local_files_only=True)
-            model, _ = load_model(Path(args["path"]))
-            tokenizer = load_tokenizer(Path(tok_dir))
-        else:
-            model, tokenizer = load(args["path"])
-        t1 = time.perf_counter()
-        sampler = make_sampler(temp=args["temp"])
-        text = generate(
-            model, tokenizer, prompt=args["prompt"], max_tokens=args["max_tokens"], sampler=sampler
-        )
-        t2 = time.perf_counter()
-    finally:
-        sys.stdout = real_stdout
-    return {
-        "text": text,
-        "converter": "mlx_lm",
-        "load_seconds": round(t1 - t0, 3),
-        "generate_seconds": round(t2 - t1, 3),
-    }
-
-
 def main(argv: list[str]) -> None:
     what = argv[0]
     if what == "convert":
         converter, src, dst, args = argv[1:5]
         _do_convert(converter, src, dst, json.loads(args))
-    elif what == "generate":
-        print(json.dumps(_do_generate(json.loads(argv[2]))))
     else:
         raise SystemExit(f"unknown worker command {what!r}")
 
