@@ -104,6 +104,10 @@ class Plan:
     def has_changes(self) -> bool:
         return any(w.changes for w in self.workspaces)
 
+    def only(self, names) -> Plan:
+        """This plan cut down to the named workspaces."""
+        return Plan(tuple(w for w in self.workspaces if w.name in names))
+
     @property
     def blocked(self) -> list[WorkspacePlan]:
         return [w for w in self.workspaces if w.op == "blocked"]

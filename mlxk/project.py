@@ -502,7 +502,7 @@ class Project:
             rebuilt = self._rebuilt_identical(rebuild, lock)
             plan = self.plan(lock, prune=prune)
             if only is not None:
-                plan = Plan(tuple(w for w in plan.workspaces if w.name in only))
+                plan = plan.only(only)
             if plan.blocked:
                 raise UserError("; ".join(f"{w.name}: {w.reason}" for w in plan.blocked))
             if self.fetcher.offline:
