@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import traceback
 from pathlib import Path
 
 import click
@@ -83,6 +82,8 @@ def command(name: str):
             except Exception as e:  # a bug: one line, never a traceback unless asked
                 ui.close()
                 if Settings.from_env().debug:  # the traceback, whatever the error's type
+                    import traceback
+
                     traceback.print_exc()
                     sys.exit(EXIT_SOURCE)
                 _fail(

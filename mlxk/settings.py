@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .oci.settings import RegistrySettings
+if TYPE_CHECKING:  # the registry's settings are worked out when a registry is used
+    from .oci.settings import RegistrySettings
 
 EMPTY_IS_UNSET = (
     "HF_HOME",
@@ -42,8 +45,6 @@ class Settings:
     debug: bool = False  # MLXK_DEBUG
     allowed_signers: Path | None = None  # MLXK_ALLOWED_SIGNERS: who may sign imported bundles
     remote: str | None = None  # MLXK_REMOTE: oci://HOST[:PORT]/PREFIX, the fleet's registry
-    # MLXK_INSECURE_REGISTRIES, SSL_CERT_FILE, REGISTRY_AUTH_FILE, DOCKER_CONFIG, HOME, ...
-    registry: RegistrySettings = field(default_factory=RegistrySettings)
     link: str | None = None  # MLXK_LINK: how sync places files (checked where it is used)
     environ: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
@@ -62,10 +63,17 @@ class Settings:
             debug=bool(get("MLXK_DEBUG")),
             allowed_signers=_path(get("MLXK_ALLOWED_SIGNERS", "").strip()),
             remote=get("MLXK_REMOTE", "").strip() or None,
-            registry=RegistrySettings.from_env(env),
             link=get("MLXK_LINK", "").strip() or None,
             environ=tuple(sorted(env.items())),
         )
+
+    @cached_property
+    def registry(self) -> RegistrySettings:
+        """MLXK_INSECURE_REGISTRIES, SSL_CERT_FILE, REGISTRY_AUTH_FILE, DOCKER_CONFIG, HOME, ...
+        read when a registry is first used (not on the start-up of every command)."""
+        from .oci.settings import RegistrySettings
+
+        return RegistrySettings.from_env(dict(self.environ))
 
     def get(self, name: str) -> str | None:
         """One variable of the environment read at start (empty ones dropped, as above)."""

@@ -16,12 +16,14 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import platform, ranged
 from .errors import DiskError, IntegrityError
 from .hashcache import HashCache
 from .hashing import CHUNK, StreamHasher, hash_file
-from .ranged import RangePolicy
+
+if TYPE_CHECKING:
+    from .ranged import RangePolicy
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _PARTIAL_KEY = re.compile(r"(sha256-[0-9a-f]{64}|gitsha1-[0-9a-f]{40})")
@@ -48,10 +50,20 @@ def default_store_root() -> Path:
 class Store:
     def __init__(self, root: Path, ranges: RangePolicy | None = None):
         self.root = Path(root)
-        self.ranges = ranges or RangePolicy()  # when and how big files are fetched in pieces
+        self._ranges = ranges
         self._verified: set[str] = set()  # blobs hashed (on entry or on check) by this process
         self._blob_cache: HashCache | None = None
         self._init_lock = threading.Lock()
+
+    @property
+    def ranges(self) -> RangePolicy:
+        """When and how big files are fetched in pieces (ranged.py: imported on first use,
+        not on the start-up of a verify)."""
+        if self._ranges is None:
+            from .ranged import RangePolicy
+
+            self._ranges = RangePolicy()
+        return self._ranges
 
     def ensure_usable(self) -> None:
         """A store mlxk can write to, or a DiskError naming it (before anything else runs)."""
@@ -158,6 +170,8 @@ class Store:
         and the size are checked before the blob enters the store. A partial file left by an
         interrupted fetch is resumed from where it stopped.
         """
+        from . import ranged
+
         if sha256 and self.check(sha256.removeprefix("sha256:"), size):
             return sha256
         key = (sha256 or gitsha1).replace(":", "-")
@@ -205,6 +219,8 @@ class Store:
 
     def _fetch_stream(self, partial: Path, opener: Opener, size: int, gitsha1, on_bytes):
         """The file in one stream, appended to what an interrupted fetch left."""
+        from . import platform
+
         hasher, offset = self._resume(partial, size, gitsha1 is not None)
         start, chunks = opener(offset)
         mode = "ab"
@@ -229,6 +245,8 @@ class Store:
     def _resume(self, partial: Path, size: int, git: bool) -> tuple[StreamHasher, int]:
         """Hash what an interrupted fetch left, so the rest can be appended (of a ranged
         fetch, the part from the start without a gap)."""
+        from . import ranged
+
         hasher = StreamHasher(size if git else None)
         side = ranged.sidecar_path(partial)
         if side.exists():
@@ -251,6 +269,8 @@ class Store:
     def _fetch_ranged(self, partial: Path, span, size: int, gitsha1, label: str, on_bytes):
         """The file in pieces fetched at once (resuming each), or None if the source ignores
         Range (nothing is kept then: the caller streams it whole)."""
+        from . import ranged
+
         pieces = ranged.load_sidecar(partial, size)
         if pieces is None:
             have = self._stream_leftover(partial, size)
@@ -272,6 +292,8 @@ class Store:
 
     def _stream_leftover(self, partial: Path, size: int) -> int:
         """Bytes a single-stream fetch left in `partial` (a ranged one's, unreadable, go)."""
+        from . import ranged
+
         side = ranged.sidecar_path(partial)
         try:
             have = partial.stat().st_size
@@ -320,6 +342,8 @@ class Store:
         `hardlink`: a hardlink, else a reflink, else a copy. The bytes are written once
         unless it comes to a copy.
         """
+        from . import platform
+
         src = self.blob_path(hexdigest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         for how in LINK_ORDER[link]:
