@@ -190,6 +190,8 @@ def raw_get_floor(endpoint: str, paths: list[str], workers: int) -> float:
 
 # --------------------------------------------------------------------------- the runs
 def base_env(endpoint: str) -> dict[str, str]:
+    if str(REPO_ROOT) not in sys.path:  # run.py and scale.py import this module too
+        sys.path.insert(0, str(REPO_ROOT))
     from tests.hubserver import HF_VARS
 
     drop = (*HF_VARS, "HF_HUB_ENABLE_HF_TRANSFER", "MLXK_STORE", "MLXK_WORKSPACE_HOME")
