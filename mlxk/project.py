@@ -142,8 +142,8 @@ class Project:
     ):
         self.manifest = manifest
         self.settings = settings or Settings.from_env()
-        root = manifest.store or self.settings.store or default_store_root()
-        self.store = store or Store(root)
+        if store is not None:
+            self.store = store
         self.jobs = jobs
         self.ui = ui or NullUI()
         self._offline, self._use_remote = offline, use_remote
@@ -151,6 +151,12 @@ class Project:
         self._clients = clients
         self._hash_cache = None
         self.fetched = {"files": 0, "bytes": 0}  # fetched from sources by this process
+
+    @cached_property
+    def store(self) -> Store:
+        """The blob store: the manifest's `store:`, else $MLXK_STORE, else the user cache's
+        (worked out when first used: a full verify never needs it)."""
+        return Store(self.manifest.store or self.settings.store or default_store_root())
 
     @cached_property
     def fetcher(self) -> Fetcher:
