@@ -27,7 +27,6 @@ unmounted in a ``finally``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shlex
 import shutil
@@ -40,8 +39,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import fasthub  # noqa: E402
 import run as base  # noqa: E402  (benchmarks/run.py: the measuring machinery)
+
+from tests.xfs import used, xfs_mount  # noqa: E402  (also the reflink tests' mount)
 
 GIB = 1 << 30
 MIB = base.MIB
@@ -74,11 +76,6 @@ def du(*paths: Path) -> int:
         ["du", "-s", "-B1", "-c", *map(str, paths)], capture_output=True, text=True, check=True
     ).stdout
     return int(out.strip().splitlines()[-1].split()[0])
-
-
-def used(path: Path) -> int:
-    st = os.statvfs(path)
-    return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
 def hf_run(ctx: base.Ctx, repo_id: str, where: Path, sec: str) -> base.Proc:
@@ -174,23 +171,6 @@ def bench_link(ctx: base.Ctx, runs: int) -> str:
     )
 
 
-@contextlib.contextmanager
-def xfs_mount(parent: Path, size: int):
-    image, mnt = parent / "xfs.img", parent / "xfs"
-    with open(image, "wb") as f:
-        f.truncate(size)
-    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], check=True)
-    mnt.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        os.sync()
-        if subprocess.run(["umount", str(mnt)]).returncode:
-            subprocess.run(["umount", "--lazy", str(mnt)], check=True)
-        image.unlink()
-
-
 def bench_xfs(ctx: base.Ctx, runs: int) -> str:
     sec, repo_id = "xfs", "org/l4"
     size = ctx.repo_bytes(repo_id)
@@ -247,7 +227,7 @@ def bench_verify(ctx: base.Ctx, runs: int) -> str:
         "`mlxk verify`": lambda: p.mlxk(["verify"], section=sec).wall,
         "hashlib.sha256, 2 threads (in process)": lambda: base.hash_threads(files, 2),
         "hashlib.sha256 over 8 MiB mapped windows, 2 threads (in process)": lambda: (
-            hash_threads_mapped(files, 2)
+            base.hash_threads(files, 2, window=8 * MIB)
         ),
         "`Project.verify()` (in process)": lambda: base.in_process(p, "full"),
         "`python -c pass` (the interpreter alone)": lambda: (
@@ -270,41 +250,6 @@ def bench_verify(ctx: base.Ctx, runs: int) -> str:
         + f"\n- mlxk verify / 2 hashlib threads over mapped windows (how mlxk reads a big file) "
         f"= {v / mapped:.2f}"
     )
-
-
-def hash_threads_mapped(paths: list[Path], threads: int, window: int = 8 * MIB) -> float:
-    """Seconds for hashlib.sha256 over the files mapped `window` bytes at a time (no copy)."""
-    import hashlib
-    import mmap
-    import threading
-
-    def one(p: Path) -> None:
-        h = hashlib.sha256()
-        with open(p, "rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
-            for off in range(0, size, window):
-                n = min(window, size - off)
-                with mmap.mmap(f.fileno(), n, offset=off, prot=mmap.PROT_READ) as m:
-                    h.update(m)
-
-    todo = list(paths)
-    lock = threading.Lock()
-
-    def worker() -> None:
-        while True:
-            with lock:
-                if not todo:
-                    return
-                p = todo.pop(0)
-            one(p)
-
-    start = time.perf_counter()
-    ts = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return time.perf_counter() - start
 
 
 def walls_f(xs: list[float]) -> str:

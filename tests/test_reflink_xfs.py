@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from mlxk.store import Store
 from tests.support import write_manifest
+from tests.xfs import used, xfs_mount
 
 pytestmark = pytest.mark.unit
 MIB = 1 << 20
@@ -25,24 +25,8 @@ def xfs(tmp_path_factory) -> Path:
     if os.geteuid() != 0:
         pytest.skip("mounting a loop device needs root")
     assert shutil.which("mkfs.xfs"), "xfsprogs is missing: run scripts/setup.sh"
-    base = tmp_path_factory.mktemp("xfs")
-    image, mnt = base / "fs.img", base / "mnt"
-    with open(image, "wb") as f:
-        f.truncate(512 * MIB)  # sparse: XFS needs at least 300 MB
-    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], check=True)
-    mnt.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    try:
+    with xfs_mount(tmp_path_factory.mktemp("xfs"), 512 * MIB) as mnt:
         yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)]).returncode:  # busy: detach it anyway
-            subprocess.run(["umount", "--lazy", str(mnt)], check=True)
-        image.unlink()
-
-
-def used(path: Path) -> int:
-    st = os.statvfs(path)
-    return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
 def test_the_store_clones_blobs_on_xfs(xfs):
