@@ -269,8 +269,8 @@ def sync_cmd(
     rebuild,
 ):
     """Make the workspaces on disk match the lock (locking first if it is missing or stale)."""
+    from .importing import sync_from
     from .output import render_import, render_sync
-    from .project import sync_from
 
     if jobs is not None and jobs < 1:
         raise UserError("--jobs must be at least 1")
@@ -331,7 +331,7 @@ def verify_cmd(ui, file, names, jobs, fast, bundle, allowed_signers, locked):
 
     if bundle:
         from .bundle import verify_bundle
-        from .project import signers_file
+        from .importing import signers_file
 
         project = _maybe_project(file, ui)
         manifest = project.manifest if project else None
@@ -435,8 +435,8 @@ def import_cmd(ui, file, bundle, force, allowed_signers):
     here, the local lock decides: only the blobs it names are taken and neither file changes.
     With none here (or --force), the bundle's manifest and lock are written. Then: mlxk sync
     --offline --frozen."""
+    from .importing import import_bundle
     from .output import render_import
-    from .project import import_bundle
 
     result = import_bundle(bundle, file, force, ui, allowed_signers)
     return Outcome(result.to_dict(), render_import(result))

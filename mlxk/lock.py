@@ -12,13 +12,16 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from . import faults, sources
 from .entries import FileEntry, workspace_content_hash
 from .errors import LockError
 from .hashing import canonical_json
 from .sources import Pin
-from .sources.hf import HfPin
+
+if TYPE_CHECKING:
+    from .sources.hf import HfPin
 
 __all__ = ["FileEntry", "Lock", "LockedRuntime", "LockedStep", "LockedWorkspace", "Pin"]
 

@@ -16,6 +16,9 @@ import yaml
 
 from .errors import ManifestError
 from .hashing import canonical_json, sha256_text
+from .manifest_file import LOCK_NAME, MAX_MANIFEST_BYTES, default_home, placed, read_manifest
+from .manifest_file import MANIFEST_NAME as MANIFEST_NAME
+from .manifest_file import find_manifest as find_manifest
 from .models import FIXED_MODES
 from .sources import Spec, kinds, parse_source, source_schema
 from .sources.hf import HfSource
@@ -23,9 +26,6 @@ from .sources.path import PathSource
 
 __all__ = ["HfSource", "PathSource", "Manifest", "WorkspaceSpec", "load_manifest"]
 
-MANIFEST_NAME = "models.yaml"
-LOCK_NAME = "mlxk.lock"
-MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few KB; refuse huge files early
 MAX_NODES = 100_000  # refuses YAML alias bombs (billion laughs) before they expand
 
 
@@ -100,6 +100,8 @@ class Manifest:
     allowed_signers: Path | None = None  # who may sign the bundles this site imports
     remote: str | None = None  # oci://HOST/PREFIX (`remote:`); not part of any digest
     link: str | None = None  # how sync places files, if the manifest says (not in the digest)
+    given: tuple[str | None, str | None] = (None, None)  # (home, store) as written, for the cache
+    text_sha256: str = ""  # of the text it was parsed from: its manifest cache entry's key
 
     @property
     def root(self) -> Path:
@@ -339,7 +341,7 @@ def _inside(base: Path, rel: str, label: str, pos, field_name: str) -> Path:
             f"the project directory",
             hint=_OUTSIDE_HINTS[field_name],
         )
-    return (base / rel).resolve()
+    return placed(base, rel)
 
 
 def _check_steps(data: dict, label: str, values: dict) -> None:
@@ -379,7 +381,7 @@ def _places(data: dict, root: Path, label: str, values: dict, settings):
     if "home" in data:
         home = _inside(root, data["home"], label, _pos(values, ("home",)), "home")
     else:
-        home = (settings.workspace_home if settings else None) or (root / "models")
+        home = default_home(root, settings)
     store = None
     if "store" in data:
         store = _inside(root, data["store"], label, _pos(values, ("store",)), "store")
@@ -476,31 +478,13 @@ def parse_manifest(text: str, path: Path, settings=None) -> Manifest:
         )
     remote = _remote(data, label, values)
     extra = {"allowed_signers": signers, "remote": remote, "link": data.get("link")}
-    return Manifest(path, home, store, workspaces, **extra)
-
-
-def find_manifest(file: str | os.PathLike | None = None) -> Path:
-    """The manifest named by -f/--file, else models.yaml in the current directory."""
-    path = Path(file) if file else Path.cwd() / MANIFEST_NAME
-    if not path.is_file():
-        raise ManifestError(
-            f"{path}: no such manifest",
-            hint="run mlxk in a directory with models.yaml, pass -f/--file PATH, or create one "
-            "with `mlxk init`",
-        )
-    return path.resolve()
+    extra["given"] = (data.get("home"), data.get("store"))
+    return Manifest(path, home, store, workspaces, **extra, text_sha256=sha256_text(text))
 
 
 def load_manifest(file: str | os.PathLike | None = None, settings=None) -> Manifest:
     """The manifest at -f/--file (or ./models.yaml), with the environment's settings."""
     from .settings import Settings
 
-    settings = settings or Settings.from_env()
-    path = find_manifest(file)
-    if path.stat().st_size > MAX_MANIFEST_BYTES:  # before reading it all
-        raise ManifestError(f"{path.name}: file is larger than {MAX_MANIFEST_BYTES} bytes")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ManifestError(f"{path.name}: not UTF-8 text ({e.reason})") from None
-    return parse_manifest(text, path, settings)
+    path, text = read_manifest(file)
+    return parse_manifest(text, path, settings or Settings.from_env())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,18 +15,21 @@ from . import lock as lockfile
 from .errors import IntegrityError, LockError, SourceError, UserError
 from .hashcache import HashCache
 from .lock import Lock
-from .manifest import LOCK_NAME, Manifest, load_manifest
-from .resolve import resolve, stale_reasons, steps_outdated
+from .manifest_cache import ManifestFacts, recall, remember
+from .manifest_file import read_manifest
 from .settings import Settings
-from .store import LINK_MODES, Store, default_store_root
 from .verify import Verification, verify_workspace
 from .workspace import STAGING, WorkspaceState, prime, scan, sentinel_text
 
 if TYPE_CHECKING:  # what only lock, plan and sync need is imported there (start-up of verify)
     from .build import Builder
     from .fetch import Fetcher
+    from .manifest import Manifest
     from .plan import Plan
-    from .sync import SyncResult
+    from .resolve import LockResult
+    from .runners import RunRequest
+    from .store import Store
+    from .sync import SyncReport
 
 DEFAULT_JOBS = 4
 
@@ -50,73 +52,10 @@ class _NullTask:
         pass
 
 
-@dataclass(frozen=True)
-class RunRequest:
-    """A checked `mlxk run`: the workspace, its kind, the inputs and the runner's options."""
-
-    name: str
-    path: Path
-    kind: str
-    inputs: dict
-    options: dict
-
-
-@dataclass
-class LockResult:
-    lock: Lock
-    actions: dict[str, str]
-    written: bool
-
-    def notes(self) -> list[str]:
-        """What a reader of the lock should know: a lock tied to an absolute path."""
-        return [
-            f"{name}: the lock records the absolute path {ws.source.path}; it is tied to that "
-            "path on every machine that syncs it"
-            for name, ws in sorted(self.lock.workspaces.items())
-            if getattr(ws.source, "absolute", False)
-        ]
-
-    def to_dict(self) -> dict:
-        return {
-            "notes": self.notes(),
-            "written": self.written,
-            "workspaces": {
-                name: {
-                    "action": self.actions[name],
-                    "source": ws.source.describe(),
-                    "commit": ws.source.commit,
-                    "files": len(ws.files),
-                    "steps": len(ws.steps),
-                    "bytes": sum(f.size for f in ws.files),
-                    "content_hash": ws.content_hash,
-                }
-                for name, ws in sorted(self.lock.workspaces.items())
-            },
-        }
-
-
-@dataclass
-class SyncReport:
-    locked: LockResult | None
-    plan: Plan
-    result: SyncResult
-    notes: list[str] = field(default_factory=list)
-    rebuilt: list = field(default_factory=list)
-    fetched: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {
-            "rebuild": [r.to_dict() for r in self.rebuilt],
-            "lock": self.locked.to_dict() if self.locked else None,
-            "plan": self.plan.to_dict(),
-            "workspaces": self.result.to_dict()["workspaces"],
-            "notes": self.notes,
-            "fetched": self.fetched,
-        }
-
-
 def choose_link(option: str | None, env: str | None, manifest: str | None) -> str:
     """The link mode from the first of --link, $MLXK_LINK and the manifest that is set."""
+    from .store import LINK_MODES
+
     for value, where in ((option, "--link"), (env, "MLXK_LINK"), (manifest, "link")):
         if value is None:
             continue
@@ -129,9 +68,12 @@ def choose_link(option: str | None, env: str | None, manifest: str | None) -> st
 
 
 class Project:
+    """A manifest's project. `manifest` is a parsed Manifest, or the ManifestFacts its cache
+    remembered (then the YAML is parsed only when something beyond the facts is needed)."""
+
     def __init__(
         self,
-        manifest: Manifest,
+        manifest: Manifest | ManifestFacts,
         store: Store | None = None,
         jobs: int = DEFAULT_JOBS,
         offline: bool = False,
@@ -140,7 +82,9 @@ class Project:
         clients: dict | None = None,
         use_remote: bool = True,
     ):
-        self.manifest = manifest
+        self.facts = manifest  # path, root, home, store, lock_path and digest(), either way
+        if not isinstance(manifest, ManifestFacts):
+            self.manifest = manifest
         self.settings = settings or Settings.from_env()
         if store is not None:
             self.store = store
@@ -153,10 +97,19 @@ class Project:
         self.fetched = {"files": 0, "bytes": 0}  # fetched from sources by this process
 
     @cached_property
+    def manifest(self) -> Manifest:
+        """The parsed manifest: given, or parsed from the text its facts were recalled for."""
+        from .manifest import parse_manifest
+
+        return parse_manifest(self.facts.text, self.facts.path, self.settings)
+
+    @cached_property
     def store(self) -> Store:
         """The blob store: the manifest's `store:`, else $MLXK_STORE, else the user cache's
         (worked out when first used: a full verify never needs it)."""
-        return Store(self.manifest.store or self.settings.store or default_store_root())
+        from .store import Store, default_store_root
+
+        return Store(self.facts.store or self.settings.store or default_store_root())
 
     @cached_property
     def fetcher(self) -> Fetcher:
@@ -164,7 +117,7 @@ class Project:
 
         return Fetcher(
             self.store,
-            self.manifest.root,
+            self.facts.root,
             offline=self._offline,
             settings=self.settings,
             clients=self._clients,
@@ -196,17 +149,29 @@ class Project:
 
     @staticmethod
     def default_store(settings: Settings | None = None) -> Store:
+        from .store import Store, default_store_root
+
         return Store((settings or Settings.from_env()).store or default_store_root())
 
     @classmethod
     def load(cls, file=None, settings: Settings | None = None, **kwargs) -> Project:
+        """The project of the manifest at `file` (or ./models.yaml): its facts from the
+        manifest cache when it remembers this text, else the manifest parsed."""
         settings = settings or Settings.from_env()
-        return cls(load_manifest(file, settings), settings=settings, **kwargs)
+        path, text = read_manifest(file)
+        facts = recall(path, text, settings)
+        if facts is None:
+            from .manifest import parse_manifest
+
+            return cls(parse_manifest(text, path, settings), settings=settings, **kwargs)
+        return cls(facts, settings=settings, **kwargs)
 
     def reload(self) -> Project:
         """This project again, its manifest read anew (same store, settings, clients, UI)."""
+        from .manifest import load_manifest
+
         return Project(
-            load_manifest(self.manifest.path, self.settings),
+            load_manifest(self.facts.path, self.settings),
             store=self.store,
             jobs=self.jobs,
             offline=self._offline,
@@ -219,11 +184,11 @@ class Project:
     # ------------------------------------------------------------ basics
     @property
     def home(self) -> Path:
-        return self.manifest.home
+        return self.facts.home
 
     @property
     def lock_path(self) -> Path:
-        return self.manifest.lock_path
+        return self.facts.lock_path
 
     def workspace_path(self, name: str) -> Path:
         path = self.home / name
@@ -234,7 +199,7 @@ class Project:
     def shown(self, path: Path) -> str:
         """A path as the user should see it: relative to the manifest when inside it."""
         try:
-            return str(path.relative_to(self.manifest.root))
+            return str(path.relative_to(self.facts.root))
         except ValueError:
             return str(path)
 
@@ -246,7 +211,7 @@ class Project:
         from . import store_locks
 
         self.store.ensure_usable()
-        store_locks.register(self.store.root, self.lock_path, self.manifest.path)
+        store_locks.register(self.store.root, self.lock_path, self.facts.path)
 
     def _exclusive(self):
         """One sync at a time per home: a second process waits, and says so."""
@@ -259,6 +224,8 @@ class Project:
 
     # ------------------------------------------------------------ lock
     def lock(self, upgrade: bool | frozenset[str] = False) -> LockResult:
+        from .resolve import LockResult, resolve
+
         self.register()
         old = self.read_lock()
         new, actions = resolve(
@@ -272,6 +239,7 @@ class Project:
         )
         written = lockfile.write(self.lock_path, new)
         self.store.flush()
+        self.remember()
         return LockResult(new, actions, written)
 
     def current_lock(
@@ -285,13 +253,13 @@ class Project:
         name = self.lock_path.name
         if lock is None and (frozen or purpose):
             raise LockError(
-                f"{name}: not found next to {self.manifest.path.name}; "
+                f"{name}: not found next to {self.facts.path.name}; "
                 f"{purpose or 'sync --frozen'} needs a lock",
                 hint="run `mlxk lock` (or `mlxk sync`, which locks first)",
             )
         if frozen:
             return lock, None
-        reasons = stale_reasons(self.manifest, lock)
+        reasons = self.stale_reasons(lock)
         if locked:
             if reasons:
                 hint = (
@@ -300,7 +268,7 @@ class Project:
                     else f"run `mlxk lock` and commit {name}, or drop --locked"
                 )
                 raise LockError(
-                    f"{name}: out of date with {self.manifest.path.name}: " + "; ".join(reasons),
+                    f"{name}: out of date with {self.facts.path.name}: " + "; ".join(reasons),
                     hint=hint,
                 )
             return lock, None
@@ -316,18 +284,34 @@ class Project:
                 hint="run `mlxk lock` online and commit mlxk.lock, or import a bundle "
                 "(mlxk sync --offline --from BUNDLE)",
             )
+        from .resolve import steps_outdated
+
         if reasons or steps_outdated(lock):
             result = self.lock()
             return result.lock, result
         return lock, None
 
+    def stale_reasons(self, lock: Lock | None) -> list[str]:
+        """Why the lock does not describe the manifest (empty when it does). The digests
+        first: when they match, the manifest need not be parsed."""
+        if lock is not None and lock.manifest_digest == self.facts.digest():
+            return []
+        from .resolve import stale_reasons
+
+        return stale_reasons(self.manifest, lock)
+
+    def remember(self) -> None:
+        """Leave the parsed manifest's facts in its cache (commands that write, never verify)."""
+        if "manifest" in self.__dict__:  # parsed (loaded from the cache: the entry is there)
+            remember(self.manifest, self.settings)
+
     def warn_if_stale(self, lock: Lock | None) -> None:
         """One line on stderr when the lock does not describe the manifest (commands that
         only read the lock act on it as it is)."""
-        reasons = stale_reasons(self.manifest, lock) if lock is not None else []
+        reasons = self.stale_reasons(lock) if lock is not None else []
         if reasons:
             self.ui.warn(
-                f"warning: {self.lock_path.name} is out of date with {self.manifest.path.name} "
+                f"warning: {self.lock_path.name} is out of date with {self.facts.path.name} "
                 f"({'; '.join(reasons)}); run `mlxk lock`"
             )
 
@@ -335,7 +319,7 @@ class Project:
         """Is mlxk.lock up to date with the manifest? Offline unless `refresh`, which asks the
         hub whether any branch or tag a workspace pins has moved."""
         lock = self.read_lock()
-        reasons = stale_reasons(self.manifest, lock)
+        reasons = self.stale_reasons(lock)
         if refresh and lock is not None:
             for name, ws in sorted(lock.workspaces.items()):
                 for pin in (ws.source, *(r.pin for r in ws.runtime)):
@@ -497,7 +481,8 @@ class Project:
         only: frozenset[str] | None = None,
     ) -> SyncReport:
         """Make the workspaces on disk match the lock (`only`: just these workspaces)."""
-        from .sync import SyncResult, build_workspace, check_space, recover, remove_workspace
+        from . import sync as syncing
+        from .sync import SyncResult, build_workspace, check_space, recover
 
         link = self.link_mode(link)
         flock = self._exclusive()
@@ -535,10 +520,11 @@ class Project:
                     prime(target, ws.placed_files, self.hash_cache)
                     self.hash_cache.flush()
                 elif wplan.op == "remove":
-                    remove_workspace(target)
+                    syncing.remove_workspace(target)
                     result.workspaces.append(_removed(wplan))
             notes += self.fetcher.remote.notes() if self.fetcher.remote else []
-            return SyncReport(lock_result, plan, result, notes, rebuilt, self._fetched())
+            self.remember()  # for verify, which never writes it
+            return syncing.SyncReport(lock_result, plan, result, notes, rebuilt, self._fetched())
         finally:
             self.store.flush()
             flock.release()
@@ -590,7 +576,7 @@ class Project:
                 ),
                 None,
             )
-        return RunRequest(name, path, kind, inputs, options)
+        return runners.RunRequest(name, path, kind, inputs, options)
 
     def run(self, request: RunRequest, env: dict | None = None) -> dict:
         """Run a synced workspace's model by its kind, offline (HF_HOME=<workspace>/.hf_cache,
@@ -630,7 +616,7 @@ class Project:
         else:
             lock = self.current_lock(locked=locked)[0]
             self.gather(lock)
-        return write_bundle(Path(out), self.manifest.path, lock, self.store, sign, interactive)
+        return write_bundle(Path(out), self.facts.path, lock, self.store, sign, interactive)
 
     # ------------------------------------------------------------ verify
     def verify(
@@ -659,230 +645,6 @@ class Project:
         if fast:
             self.hash_cache.flush()
         return Verification(tuple(reports))
-
-
-# ---------------------------------------------------------------- importing bundles
-
-
-def signers_file(flag, settings: Settings, manifest: Manifest | None = None) -> Path | None:
-    """The allowed_signers file that bundles must be signed against: --allowed-signers, else
-    $MLXK_ALLOWED_SIGNERS, else the importing site's own manifest (never the bundle's). Every
-    line is checked at once (a bad one is exit 2, naming file:line)."""
-    from .signing import check_allowed_signers
-
-    path = Path(flag).expanduser() if flag else settings.allowed_signers
-    if path is None and manifest is not None:
-        path = manifest.allowed_signers
-    if path is not None:
-        check_allowed_signers(path)
-    return path
-
-
-@dataclass(frozen=True)
-class _Local:
-    """What the importing directory already holds: its manifest and lock (None: absent)."""
-
-    manifest: Manifest | None
-    manifest_bytes: bytes | None
-    lock: Lock | None
-    lock_exists: bool
-
-
-def _local_state(dest: Path, settings: Settings, force: bool) -> _Local:
-    manifest = load_manifest(dest, settings) if dest.is_file() else None
-    lock_path = dest.with_name(LOCK_NAME)
-    try:
-        lock = lockfile.read(lock_path)
-    except LockError:
-        if not force:  # with --force an unreadable lock is what gets replaced
-            raise
-        lock = None
-    data = dest.read_bytes() if manifest else None
-    return _Local(manifest, data, lock, lock_path.exists())
-
-
-def _action(local: _Local, manifest_bytes: bytes, dest: Path, force: bool) -> str:
-    """kept (the local manifest and lock decide), provisioned (none here: write the bundle's)
-    or replaced (--force: the bundle's replace the local ones)."""
-    if force:
-        return "replaced" if local.manifest or local.lock_exists else "provisioned"
-    if local.manifest and local.lock:
-        return "kept"
-    if not local.manifest and not local.lock_exists:
-        return "provisioned"
-    if local.manifest_bytes == manifest_bytes and not local.lock_exists:
-        return "provisioned"  # the same manifest, not yet locked: the bundle's lock pins it
-    if not local.manifest:
-        raise UserError(
-            f"import: {LOCK_NAME} is here but {dest.name} is not",
-            hint="give the manifest that lock belongs to with -f, or --force to write the "
-            "bundle's manifest and lock",
-        )
-    raise UserError(
-        f"import: {dest.name} has no {LOCK_NAME} beside it and differs from the bundle's manifest",
-        hint="lock it where its sources are reachable and bring mlxk.lock, or --force to "
-        "take the bundle's manifest and lock",
-    )
-
-
-def _refuse_bad_bundle(bundle) -> None:
-    """A bundle whose members do not match its own lock is refused before any blob enters
-    the store (every blob is still hashed, into nothing, so the message names them all)."""
-    from .bundle import lock_blobs
-
-    problems = bundle.problems()
-    if not problems:
-        return
-    problems += bundle.take(lock_blobs(bundle.contents.lock), None)[2]
-    names = ", ".join(f"{p['blob'][:12]} ({p['problem']})" for p in problems[:8])
-    raise IntegrityError(
-        f"import: {bundle.path} does not match its own lock: {names}",
-        hint="nothing was written; get a good copy of the bundle",
-    )
-
-
-def _take_blobs(bundle, lock: Lock, store: Store, lock_name: str) -> tuple:
-    """Check into the store every blob `lock` needs that the bundle carries; returns
-    (report, blobs already stored, bundle blobs not needed). Blobs neither the store nor the
-    bundle has: exit 3 before any blob is taken."""
-    from .bundle import BundleReport, lock_blobs, missing_files, shown_files
-
-    _refuse_bad_bundle(bundle)
-    need, carried = lock_blobs(lock), bundle.carried
-    elsewhere = {h for h, size in need.items() if carried.get(h) != size}
-    absent = {h for h in elsewhere if not store.has(h, need[h])}
-    if absent:
-        raise SourceError(
-            f"import: {lock_name} needs {len(absent)} blob(s) that neither the store "
-            f"({store.root}) nor {bundle.path} has: {shown_files(missing_files(lock, absent))}",
-            hint="nothing was written; make the bundle from this lock where it is synced "
-            "(`mlxk verify --bundle` here shows what a bundle lacks)",
-        )
-    good, size, corrupt = bundle.take(need, store)
-    store.flush()
-    if corrupt:
-        names = ", ".join(f"{p['blob'][:12]} (corrupt)" for p in corrupt[:8])
-        raise IntegrityError(
-            f"import: {bundle.path} does not match its own lock: {names}",
-            hint="nothing was written but verified blobs; get a good copy of the bundle",
-        )
-    workspaces = tuple(sorted(lock.workspaces))
-    report = BundleReport(
-        str(bundle.path), bundle.format, good, size, workspaces, (), bundle.signature
-    )
-    return report, len(elsewhere), len(set(carried) - set(need))
-
-
-def _signer_notes(before: Manifest | None, after: Manifest) -> tuple[str, ...]:
-    """What a manifest written from a bundle changes about the signatures this site needs."""
-    old = before.allowed_signers if before else None
-    if after.allowed_signers == old:
-        return ()
-    if after.allowed_signers is None:
-        return (f"{after.path.name} no longer sets allowed_signers (it was {old})",)
-    return (f"{after.path.name} now sets allowed_signers: {after.allowed_signers}",)
-
-
-def _write_from_bundle(dest: Path, contents) -> tuple[str, ...]:
-    """Write the bundle's manifest and lock (their exact bytes) where they differ."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for target, data in (
-        (dest, contents.manifest_bytes),
-        (dest.with_name(LOCK_NAME), contents.lock_bytes),
-    ):
-        if not target.is_file() or target.read_bytes() != data:
-            lockfile.write_atomic(target, data.decode("utf-8"))
-            written.append(target.name)
-    return tuple(written)
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    """What `mlxk import` (and `sync --from`) did: which lock decided, the blobs taken, what
-    was written, and how the bundle's lock differs from the one here."""
-
-    report: object  # bundle.BundleReport: the blobs checked in, the signature
-    manifest: Path
-    action: str  # "kept" | "provisioned" | "replaced"
-    written: tuple[str, ...] = ()
-    stored: int = 0  # blobs the lock needs that were in the store already
-    extra_blobs: int = 0  # blobs in the bundle the lock does not need (ignored)
-    changes: tuple = ()  # lock.WorkspaceChange: here → the bundle's
-    notes: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict:
-        return {
-            **self.report.to_dict(),
-            "manifest": self.manifest.name,
-            "action": self.action,
-            "written": list(self.written),
-            "stored": self.stored,
-            "extra_blobs": self.extra_blobs,
-            "changes": [c.to_dict() for c in self.changes],
-            "notes": list(self.notes),
-        }
-
-
-def import_bundle(path: Path, file=None, force: bool = False, ui=None, allowed_signers=None):
-    """Import a bundle into the directory of -f/--file (else ./<the bundle's manifest name>).
-
-    With a manifest and lock here, the local lock decides (action "kept"): only the blobs it
-    names are taken, each checked against its sha256, and neither file changes. With none
-    here ("provisioned"), or with `force` ("replaced"), every blob of the bundle is checked
-    in and its manifest and lock are written. With an allowed_signers file (the argument,
-    $MLXK_ALLOWED_SIGNERS or the local manifest's), an unsigned or untrusted bundle is exit 3
-    before any blob is read. Nothing but verified blobs is written on any failure."""
-    from .bundle import Bundle
-    from .manifest import parse_manifest
-
-    settings = Settings.from_env()
-    early = signers_file(allowed_signers, settings)
-    with Bundle(Path(path)) as bundle:
-        contents = bundle.contents
-        dest = Path(file).resolve() if file else (Path.cwd() / contents.manifest_name)
-        local = _local_state(dest, settings, force)
-        bundle.check_signature(early or signers_file(None, settings, local.manifest))
-        action = _action(local, contents.manifest_bytes, dest, force)
-        if action == "kept":
-            manifest, lock = local.manifest, local.lock
-        else:
-            text = _manifest_text(bundle)
-            manifest, lock = parse_manifest(text, dest, settings), contents.lock
-        project = Project(manifest, ui=ui, settings=settings)
-        shown = LOCK_NAME if action != "kept" else f"the local {LOCK_NAME}"
-        report, stored, extra = _take_blobs(bundle, lock, project.store, shown)
-    written = () if action == "kept" else _write_from_bundle(dest, contents)
-    project.register()
-    changes = () if action == "provisioned" else lockfile.compare(local.lock, contents.lock)
-    notes = () if action == "kept" else _signer_notes(local.manifest, manifest)
-    return ImportResult(report, dest, action, written, stored, extra, changes, notes)
-
-
-def _manifest_text(bundle) -> str:
-    try:
-        return bundle.contents.manifest_bytes.decode("utf-8")
-    except UnicodeDecodeError:
-        raise IntegrityError(
-            f"{bundle.path}: {bundle.contents.manifest_name} is not UTF-8 text"
-        ) from None
-
-
-def sync_from(
-    bundle, file, ui, jobs, offline, force=False, allowed_signers=None, use_remote=True, **options
-):
-    """`mlxk sync [--from BUNDLE]`: import the bundle first (the local lock decides unless
-    `force`), then sync; returns (the import report or None, the SyncReport)."""
-    imported = None
-    if bundle:
-        imported = import_bundle(bundle, file, force, ui, allowed_signers)
-        file = str(imported.manifest)
-    elif force or allowed_signers:
-        raise UserError("--force and --allowed-signers go with --from BUNDLE")
-    project = Project.load(
-        file, ui=ui, jobs=jobs or DEFAULT_JOBS, offline=offline, use_remote=use_remote
-    )
-    return imported, project.sync(**options)
 
 
 def _removed(wplan):

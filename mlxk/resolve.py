@@ -6,11 +6,47 @@ asked for; only then is a revision re-resolved against the hub.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .entries import workspace_content_hash
 from .errors import SourceError, UserError
 from .lock import Lock, LockedRuntime, LockedWorkspace
 from .manifest import Manifest, WorkspaceSpec
 from .sources import Pin
+
+
+@dataclass
+class LockResult:
+    lock: Lock
+    actions: dict[str, str]
+    written: bool
+
+    def notes(self) -> list[str]:
+        """What a reader of the lock should know: a lock tied to an absolute path."""
+        return [
+            f"{name}: the lock records the absolute path {ws.source.path}; it is tied to that "
+            "path on every machine that syncs it"
+            for name, ws in sorted(self.lock.workspaces.items())
+            if getattr(ws.source, "absolute", False)
+        ]
+
+    def to_dict(self) -> dict:
+        return {
+            "notes": self.notes(),
+            "written": self.written,
+            "workspaces": {
+                name: {
+                    "action": self.actions[name],
+                    "source": ws.source.describe(),
+                    "commit": ws.source.commit,
+                    "files": len(ws.files),
+                    "steps": len(ws.steps),
+                    "bytes": sum(f.size for f in ws.files),
+                    "content_hash": ws.content_hash,
+                }
+                for name, ws in sorted(self.lock.workspaces.items())
+            },
+        }
 
 
 def stale_reasons(manifest: Manifest, lock: Lock | None) -> list[str]:

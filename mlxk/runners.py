@@ -47,6 +47,17 @@ KIND_OPTIONS = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class RunRequest:
+    """A checked `mlxk run`: the workspace, its kind, the inputs and the runner's options."""
+
+    name: str
+    path: Path
+    kind: str
+    inputs: dict
+    options: dict
+
+
 # ---------------------------------------------------------------- kinds
 
 

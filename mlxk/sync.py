@@ -16,12 +16,37 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import faults, interrupt, platform
 from .errors import DiskError, IntegrityError
 from .workspace import SENTINEL, STAGING, walk_all
 
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .resolve import LockResult
+
 STOP_WAIT = 0.5  # seconds fetch threads get to stop (at their next chunk) after a failure
+
+
+@dataclass
+class SyncReport:
+    locked: LockResult | None
+    plan: Plan
+    result: SyncResult
+    notes: list[str] = field(default_factory=list)
+    rebuilt: list = field(default_factory=list)
+    fetched: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "rebuild": [r.to_dict() for r in self.rebuilt],
+            "lock": self.locked.to_dict() if self.locked else None,
+            "plan": self.plan.to_dict(),
+            "workspaces": self.result.to_dict()["workspaces"],
+            "notes": self.notes,
+            "fetched": self.fetched,
+        }
 
 
 @dataclass

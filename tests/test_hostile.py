@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from mlxk.errors import ManifestError
 from mlxk.manifest import parse_manifest
+from mlxk.manifest_cache import CACHE_DIR
 from tests.hubserver import _GIT_BASE_ENV, unique_repo_id
 from tests.support import write_manifest
 from tests.test_hub_faults import FaultServer, one_line_error
@@ -97,6 +98,13 @@ def snapshot(root: Path, project: Path) -> set[str]:
         dirs[:] = [d for d in dirs if Path(dirpath, d) not in skip]
         out.update(os.path.join(dirpath, n) for n in dirs + files)
     return out
+
+
+def synced_files(project: Path) -> set[str]:
+    """What a successful sync writes beside the manifest: the lock and the manifest cache."""
+    cache = project / CACHE_DIR
+    written = [project / "mlxk.lock", cache, cache / ".gitignore", cache / "models.yaml.json"]
+    return {str(p) for p in written}
 
 
 def home_leftovers(project: Path) -> list[str]:
@@ -240,7 +248,7 @@ def test_a_255_byte_name_is_fine_and_lands_inside_the_workspace(
     before = snapshot(tmp_path, project)
     assert mlxk("sync", "-f", m).exit_code == 0
     assert (project / "models" / "m" / name).read_bytes() == b"long\n"
-    assert snapshot(tmp_path, project) == before | {str(project / "mlxk.lock")}
+    assert snapshot(tmp_path, project) == before | synced_files(project)
     assert mlxk("verify", "-f", m).exit_code == 0
 
 
@@ -266,7 +274,7 @@ def test_a_committed_symlink_becomes_a_regular_file_holding_the_link_text(
         assert not p.is_symlink(), p
     assert (ws / "link").read_bytes() == target  # the link's text, never the target's bytes
     assert (ws / "sub" / "up").read_bytes() == b"../../../../secret.txt"
-    assert snapshot(tmp_path, project) == before | {str(project / "mlxk.lock")}
+    assert snapshot(tmp_path, project) == before | synced_files(project)
     assert mlxk("verify", "-f", m).exit_code == 0
 
 

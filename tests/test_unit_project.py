@@ -456,7 +456,7 @@ def test_offline_stale_lock_says_locking_needs_the_network(tmp_path, repos):
 
 
 def test_a_bundle_carries_everything_an_isolated_project_needs(tmp_path, repos, monkeypatch):
-    from mlxk.project import import_bundle
+    from mlxk.importing import import_bundle
 
     p = project(tmp_path, repos, RUNTIME)
     p.sync()

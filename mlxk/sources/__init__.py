@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from importlib import import_module
 from typing import ClassVar
 
 from ..entries import FileEntry
@@ -119,7 +120,10 @@ def kinds() -> dict[str, SourceKind]:
 
 
 def kind(name: str) -> SourceKind | None:
-    _load_builtin()
+    """The kind called `name` (a built-in one is imported on first use: reading a lock loads
+    only the kinds it records)."""
+    if name not in _KINDS and name in BUILTIN:
+        import_module(f"{__name__}.{name}")
     return _KINDS.get(name)
 
 
