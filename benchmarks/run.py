@@ -458,7 +458,7 @@ def download_breakdown(ctx: Ctx, repo_id: str, n_rounds: int = 3) -> str:
     from huggingface_hub.utils import build_hf_headers, get_session
 
     from mlxk.hashing import StreamHasher
-    from mlxk.sources.hf import HfClient
+    from mlxk.sources.hf_client import HfClient
     from mlxk.store import Store
 
     f = next(iter(ctx.repo(repo_id).files.values()))

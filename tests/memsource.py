@@ -1,8 +1,9 @@
 """An in-process source for the fast `unit` tier (pip-tools' FakeRepository): repos held in
 memory, served through the same interfaces the real ones implement.
 
-- `MemRepos` answers what `mlxk.sources.hf.HfClient` answers (resolve, list_files, opener), so
-  `Project(clients={"hf": repos})` drives hub workspaces and runtime captures with no server.
+- `MemRepos` answers what `mlxk.sources.hf_client.HfClient` answers (resolve, list_files,
+  opener), so `Project(clients={"hf": repos})` drives hub workspaces and runtime captures
+  with no server.
 - `MemKind` is a source kind of its own (`mem://NAME[@REV]` or `{mem: NAME, revision: REV}`),
   registered through the plug-in registry like hf and path: the proof that a kind is one
   module plus a schema fragment.

@@ -117,7 +117,7 @@ def test_the_seed_case_end_to_end_capture_bundle_and_run_inside_unshare(
 
 def hub_commit(repo: str) -> str:
     """The commit `repo@main` names at the hub now (asked through mlxk's hub client)."""
-    from mlxk.sources.hf import HfClient
+    from mlxk.sources.hf_client import HfClient
 
     return HfClient(os.environ["HF_ENDPOINT"]).resolve(repo, "main")
 

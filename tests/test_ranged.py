@@ -17,7 +17,7 @@ from benchmarks.fasthub import FastHub, lfs_file
 from mlxk import interrupt
 from mlxk.errors import IntegrityError
 from mlxk.ranged import RangePolicy, sidecar_path
-from mlxk.sources.hf import HfClient
+from mlxk.sources.hf_client import HfClient
 from mlxk.store import Store
 
 KIB = 1024
