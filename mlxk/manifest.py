@@ -10,13 +10,20 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import yaml
 
 from .errors import ManifestError
 from .hashing import canonical_json, sha256_text
-from .manifest_file import LOCK_NAME, MAX_MANIFEST_BYTES, default_home, placed, read_manifest
+from .manifest_file import (
+    LOCK_NAME,
+    MAX_MANIFEST_BYTES,
+    default_home,
+    placed,
+    read_manifest,
+    stays_inside,
+)
 from .manifest_file import MANIFEST_NAME as MANIFEST_NAME
 from .manifest_file import find_manifest as find_manifest
 from .models import FIXED_MODES
@@ -334,8 +341,7 @@ _OUTSIDE_HINTS = {
 
 def _inside(base: Path, rel: str, label: str, pos, field_name: str) -> Path:
     """Resolve `rel` against `base`; refuse absolute paths and anything that leaves `base`."""
-    p = PurePosixPath(rel)
-    if p.is_absolute() or ".." in p.parts or "\0" in rel:
+    if not stays_inside(rel):
         raise ManifestError(
             f"{label}:{pos[0]}:{pos[1]}: {field_name}: {rel!r} must be a relative path inside "
             f"the project directory",

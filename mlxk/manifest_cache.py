@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import __version__
 from .hashing import canonical_json, sha256_text
-from .manifest_file import LOCK_NAME, default_home, placed
+from .manifest_file import LOCK_NAME, default_home, placed, stays_inside
 
 CACHE_DIR = ".mlxk_cache"
 FORMAT = 1
@@ -65,13 +65,19 @@ def recall(path: Path, text: str, settings) -> ManifestFacts | None:
         if entry["format"] != FORMAT or entry["key"] != _key(path, sha256_text(text), settings):
             return None
         home, store, digest = entry["home"], entry["store"], entry["digest"]
-        if not isinstance(digest, str) or not all(isinstance(v, str | None) for v in (home, store)):
+        if not isinstance(digest, str) or not all(_place(v) for v in (home, store)):
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
     root = path.parent
     home_path = placed(root, home, default_home(root, settings))
     return ManifestFacts(path, home_path, placed(root, store), digest, text)
+
+
+def _place(value) -> bool:
+    """A `home:` or `store:` as the parse accepted it: absent, or a path inside the project
+    (an entry written by hand cannot send verify elsewhere)."""
+    return value is None or (isinstance(value, str) and stays_inside(value))
 
 
 def remember(manifest, settings) -> None:

@@ -4,7 +4,7 @@ that a command can first ask the manifest cache whether it needs parsing at all.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .errors import ManifestError
 
@@ -34,6 +34,13 @@ def read_manifest(file: str | os.PathLike | None = None) -> tuple[Path, str]:
         return path, path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ManifestError(f"{path.name}: not UTF-8 text ({e.reason})") from None
+
+
+def stays_inside(rel: str) -> bool:
+    """Whether a place the manifest names (`home:`, `store:`, `allowed_signers:`) is a relative
+    path that cannot leave its directory by name."""
+    p = PurePosixPath(rel)
+    return not (p.is_absolute() or ".." in p.parts or "\0" in rel)
 
 
 def placed(root: Path, given: str | None, default: Path | None = None) -> Path | None:

@@ -133,24 +133,30 @@ def test_home_is_resolved_again_so_a_repointed_symlink_is_followed(tmp_path):
     assert res.exit_code == 1 and data["workspaces"][0]["status"] == "missing"
 
 
+def _with(**fields):
+    def edit(text: str) -> str:
+        return json.dumps({**json.loads(text), **fields})
+
+    return edit
+
+
 @pytest.mark.parametrize(
-    "entry",
+    "damage",
     [
-        "not json",
-        "[]",
-        '{"format": 1}',
-        '{"format": 2, "key": "k", "home": null, "store": null, "digest": "d"}',
-        None,  # the right key, with a home that is not a string
+        lambda text: "not json",
+        lambda text: "[]",
+        lambda text: '{"format": 1}',
+        _with(format=2),
+        _with(home=7),  # the right key, with a home that is not a path
+        _with(home="../elsewhere"),  # or one the parse would refuse
+        _with(store="/abs/store"),
+        _with(digest=None),
     ],
 )
-def test_a_damaged_or_foreign_entry_is_a_miss_never_an_error(tmp_path, entry):
+def test_a_damaged_or_foreign_entry_is_a_miss_never_an_error(tmp_path, damage):
     path = synced(tmp_path / "p")
     target = entry_path(path)
-    if entry is None:
-        doc = json.loads(target.read_text())
-        doc["home"] = 7
-        entry = json.dumps(doc)
-    target.write_text(entry)
+    target.write_text(damage(target.read_text()))
     assert recall(path, path.read_text(), Settings.from_env()) is None
     assert verify(path)[0].exit_code == 0
 
