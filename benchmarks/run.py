@@ -1283,6 +1283,18 @@ def summary(ctx: Ctx) -> str:
     return table(["figure", "target", "measured", "met"], rows, "lllr")
 
 
+def finish_report(out: list[str], ctx: Ctx, output: Path | None, mark: str) -> int:
+    """The report's lines, then every command each section ran (headed `<section><mark>`):
+    printed, and written to `output` when given. 0, the script's exit code."""
+    for s in sorted(ctx.commands):
+        out += ["", f"{s}{mark}", "", "```bash", *ctx.commands[s], "```"]
+    report = "\n".join(out) + "\n"
+    print("\n\n" + report, flush=True)
+    if output:
+        output.write_text(report)
+    return 0
+
+
 def machine(ctx: Ctx) -> list[str]:
     info = shared.machine()
     mem = ""
@@ -1413,13 +1425,7 @@ def main(argv: list[str] | None = None) -> int:
             " a fresh `HF_HOME` and `MLXK_STORE` per project, and `cwd` = the project directory "
             "(`$TMP` is the temporary work directory):"
         )
-        for s in sorted(ctx.commands):
-            out += ["", f"{s}.", "", "```bash", *ctx.commands[s], "```"]
-        report = "\n".join(out) + "\n"
-        print("\n\n" + report, flush=True)
-        if args.output:
-            args.output.write_text(report)
-        return 0
+        return finish_report(out, ctx, args.output, ".")
     finally:
         hub.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -418,14 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         out += [summary(ctx), ""]
         for s, text in sections.items():
             out += [f"### {s}", "", text, ""]
-        out += ["### Commands", ""]
-        for s in sorted(ctx.commands):
-            out += ["", f"{s}:", "", "```bash", *ctx.commands[s], "```"]
-        report = "\n".join(out) + "\n"
-        print("\n\n" + report, flush=True)
-        if args.output:
-            args.output.write_text(report)
-        return 0
+        return base.finish_report([*out, "### Commands", ""], ctx, args.output, ":")
     finally:
         hub.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -16,15 +16,16 @@ import yaml
 
 from .errors import ManifestError
 from .hashing import canonical_json, sha256_text
+from .manifest_file import LOCK_NAME as LOCK_NAME
+from .manifest_file import MANIFEST_NAME as MANIFEST_NAME
 from .manifest_file import (
-    LOCK_NAME,
     MAX_MANIFEST_BYTES,
+    InManifestDir,
     default_home,
     placed,
     read_manifest,
     stays_inside,
 )
-from .manifest_file import MANIFEST_NAME as MANIFEST_NAME
 from .manifest_file import find_manifest as find_manifest
 from .models import FIXED_MODES
 from .sources import Spec, kinds, parse_source, source_schema
@@ -99,7 +100,7 @@ class WorkspaceSpec:
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(InManifestDir):
     path: Path  # absolute path of models.yaml
     home: Path  # absolute directory the workspaces go in
     store: Path | None  # from the manifest, if it set one
@@ -109,14 +110,6 @@ class Manifest:
     link: str | None = None  # how sync places files, if the manifest says (not in the digest)
     given: tuple[str | None, str | None] = (None, None)  # (home, store) as written, for the cache
     text_sha256: str = ""  # of the text it was parsed from: its manifest cache entry's key
-
-    @property
-    def root(self) -> Path:
-        return self.path.parent
-
-    @property
-    def lock_path(self) -> Path:
-        return self.path.with_name(LOCK_NAME)
 
     def digest(self) -> str:
         """Digest of the normalised workspaces (not of home/store: moving them keeps pins)."""

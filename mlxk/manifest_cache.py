@@ -20,14 +20,14 @@ from pathlib import Path
 
 from . import __version__
 from .hashing import canonical_json, sha256_text
-from .manifest_file import LOCK_NAME, default_home, placed, stays_inside
+from .manifest_file import InManifestDir, default_home, placed, stays_inside
 
 CACHE_DIR = ".mlxk_cache"
 FORMAT = 1
 
 
 @dataclass(frozen=True)
-class ManifestFacts:
+class ManifestFacts(InManifestDir):
     """The parts of a manifest that verify needs, as its parse would give them."""
 
     path: Path  # absolute path of models.yaml
@@ -35,14 +35,6 @@ class ManifestFacts:
     store: Path | None
     manifest_digest: str  # Manifest.digest(): what the lock's manifest_digest must equal
     text: str = field(default="", repr=False)  # what it was recalled for: parsed when needed
-
-    @property
-    def root(self) -> Path:
-        return self.path.parent
-
-    @property
-    def lock_path(self) -> Path:
-        return self.path.with_name(LOCK_NAME)
 
     def digest(self) -> str:
         return self.manifest_digest

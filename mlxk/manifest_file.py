@@ -13,6 +13,21 @@ LOCK_NAME = "mlxk.lock"
 MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few KB; refuse huge files early
 
 
+class InManifestDir:
+    """What stands beside a manifest (`path`, its absolute path): shared by the parsed
+    Manifest and the facts its cache remembers."""
+
+    path: Path
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(LOCK_NAME)
+
+
 def find_manifest(file: str | os.PathLike | None = None) -> Path:
     """The manifest named by -f/--file, else models.yaml in the current directory."""
     path = Path(file) if file else Path.cwd() / MANIFEST_NAME
