@@ -13,6 +13,7 @@ only reads it. A missing, unreadable, foreign or mismatched entry is a miss, nev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -92,7 +93,8 @@ def remember(manifest, settings) -> None:
         tmp.write_text(canonical_json(entry), "utf-8")
         os.replace(tmp, target)
     except OSError:
-        tmp.unlink(missing_ok=True) if tmp.parent.is_dir() else None
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def _ensure_dir(path: Path) -> None:
