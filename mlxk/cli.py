@@ -116,6 +116,20 @@ def _project(file, ui, jobs=None, offline=False, use_remote=True):
     )
 
 
+def allowed_signers_option(lead: str):
+    """--allowed-signers FILE, as sync --from, verify --bundle and import take it; `lead`
+    starts its help ("Refuse", or "With --bundle: refuse")."""
+    return click.option(
+        "--allowed-signers",
+        "allowed_signers",
+        type=click.Path(),
+        default=None,
+        metavar="FILE",
+        help=f"{lead} (exit 3) a bundle not signed by a key in FILE (default "
+        "$MLXK_ALLOWED_SIGNERS, else the manifest's allowed_signers).",
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mlxk")
 def cli():
@@ -234,15 +248,7 @@ def plan_cmd(ui, file, prune):
     is_flag=True,
     help="With --from: let the bundle's manifest and lock replace the ones here.",
 )
-@click.option(
-    "--allowed-signers",
-    "allowed_signers",
-    type=click.Path(),
-    default=None,
-    metavar="FILE",
-    help="With --from: refuse (exit 3) a bundle not signed by a key in FILE (default "
-    "$MLXK_ALLOWED_SIGNERS, else the manifest's allowed_signers).",
-)
+@allowed_signers_option("With --from: refuse")
 @click.option(
     "--rebuild",
     "rebuild",
@@ -310,15 +316,7 @@ def sync_cmd(
     help="Verify a bundle instead: every blob hashed against the bundle's own lock, its "
     "signature shown, and (next to a lock) whether it carries every blob that lock needs.",
 )
-@click.option(
-    "--allowed-signers",
-    "allowed_signers",
-    type=click.Path(),
-    default=None,
-    metavar="FILE",
-    help="With --bundle: refuse (exit 3) a bundle not signed by a key in FILE (default "
-    "$MLXK_ALLOWED_SIGNERS, else the manifest's allowed_signers).",
-)
+@allowed_signers_option("With --bundle: refuse")
 @click.option("--locked", is_flag=True, help="Fail (exit 2) if the lock is stale.")
 @command("verify")
 def verify_cmd(ui, file, names, jobs, fast, bundle, allowed_signers, locked):
@@ -420,15 +418,7 @@ def push_cmd(ui, file, names, to, tags, chunk_size, jobs):
     is_flag=True,
     help="Let the bundle's manifest and lock replace the ones here (shows what changes).",
 )
-@click.option(
-    "--allowed-signers",
-    "allowed_signers",
-    type=click.Path(),
-    default=None,
-    metavar="FILE",
-    help="Refuse (exit 3) a bundle not signed by a key in FILE (default "
-    "$MLXK_ALLOWED_SIGNERS, else the manifest's allowed_signers).",
-)
+@allowed_signers_option("Refuse")
 @command("import")
 def import_cmd(ui, file, bundle, force, allowed_signers):
     """Check blobs of BUNDLE into the store, each against its lock. With a manifest and lock

@@ -523,7 +523,8 @@ class Project:
                     syncing.remove_workspace(target)
                     result.workspaces.append(_removed(wplan))
             notes += self.fetcher.remote.notes() if self.fetcher.remote else []
-            self.remember()  # for verify, which never writes it
+            if lock_result is None:  # (a re-lock has remembered it already)
+                self.remember()  # for verify, which never writes it
             return syncing.SyncReport(lock_result, plan, result, notes, rebuilt, self._fetched())
         finally:
             self.store.flush()

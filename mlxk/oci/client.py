@@ -17,7 +17,6 @@ repositories and resume an interrupted session, and manifests keep their exact b
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from ..errors import IntegrityError, SourceError
 from ..hashing import CHUNK
 from . import mediatypes as mt
 from .auth import scope_for
-from .modelpack import digest_of
+from .modelpack import digest_of, manifest_json
 from .reference import Reference
 from .sessions import UploadSessions, session_key
 from .settings import RegistrySettings
@@ -103,13 +102,7 @@ class Registry:
                     f"{digest}, not {expected}",
                     hint="the registry or a proxy in between changed it; nothing was written",
                 )
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise SourceError(f"{what}: the manifest is not JSON") from None
-        if not isinstance(doc, dict):
-            raise SourceError(f"{what}: the manifest is not a JSON object")
-        return digest, data, doc
+        return digest, data, manifest_json(data, what)
 
     def manifest_digest(self, ref: Reference) -> str | None:
         """The digest a tag (or digest) names now, by HEAD; None when there is no such

@@ -306,7 +306,8 @@ def _is_model(doc: dict) -> bool:
     return bool(layers) and all(isinstance(x, dict) and x.get("mediaType") in known for x in layers)
 
 
-def _load(data: bytes | Mapping, origin: str) -> dict:
+def manifest_json(data: bytes | Mapping, origin: str) -> dict:
+    """A manifest's bytes as a JSON object (a mapping is taken as it is); else exit 3."""
     if isinstance(data, Mapping):
         return dict(data)
     try:
@@ -358,7 +359,7 @@ def _file(layer, i: int, origin: str) -> ModelFile:
 
 def parse(data: bytes | Mapping, origin: str) -> Parsed:
     """A manifest (bytes as pulled, or parsed) -> its files; a SourceError for anything else."""
-    doc = _load(data, origin)
+    doc = manifest_json(data, origin)
     _check_kind(doc, origin)
     layers = doc.get("layers")
     if not isinstance(layers, list) or not layers:
