@@ -159,28 +159,24 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run([tool("openssl"), *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
+def _self_signed(d: Path, name: str, subject: str, *extensions: str) -> None:
+    """`d/NAME.key` and a self-signed `d/NAME.pem` for `subject`, valid two days."""
+    d.mkdir(parents=True, exist_ok=True)
+    key, pem = f"{name}.key", f"{name}.pem"
+    new = ("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2")
+    _openssl(*new, "-keyout", key, "-out", pem, "-subj", subject, *extensions, cwd=d)
+
+
 def make_ca(d: Path) -> dict[str, Path]:
     """A private CA and a server certificate for 127.0.0.1 / localhost signed by it."""
-    d.mkdir(parents=True, exist_ok=True)
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
+    _self_signed(
+        d,
+        "ca",
         "/CN=mlxk test CA",
         "-addext",
         "basicConstraints=critical,CA:TRUE",
         "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=d,
     )
     _openssl(
         "req",
@@ -250,23 +246,7 @@ class TokenService:
     """Issues registry JWTs (RS256, x5c header) for a checked basic login, like a real one."""
 
     def __init__(self, d: Path, service: str, issuer: str):
-        d.mkdir(parents=True, exist_ok=True)
-        _openssl(
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "token.key",
-            "-out",
-            "token.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=mlxk test token signer",
-            cwd=d,
-        )
+        _self_signed(d, "token", "/CN=mlxk test token signer")
         _openssl("x509", "-in", "token.pem", "-outform", "DER", "-out", "token.der", cwd=d)
         self.dir, self.service, self.issuer = d, service, issuer
         self.cert = d / "token.pem"

@@ -68,6 +68,11 @@ def loader(*fetches: dict) -> list[str]:
     return [sys.executable, "-c", LOADER, json.dumps(list(fetches))]
 
 
+def tok_fetch(commit: str, files: dict[str, str]) -> dict:
+    """What the loader fetches of org/tok@main (at `commit`): files and their text."""
+    return {"repo": "org/tok", "rev": "main", "commit": commit, "files": files}
+
+
 def snapshot_of(tmp_path, repo: str, commit: str):
     return tmp_path / "models" / "m" / ".hf_cache" / "hub" / f"models--{repo.replace('/', '--')}"
 
@@ -76,12 +81,7 @@ def test_capture_records_what_the_command_fetched_and_places_it(tmp_path, repos,
     p = project(tmp_path, repos)
     p.sync()
     tok = repos.refs["org/tok"]["main"]
-    fetch = {
-        "repo": "org/tok",
-        "rev": "main",
-        "commit": tok,
-        "files": {"tokenizer.json": TOKENIZER},
-    }
+    fetch = tok_fetch(tok, {"tokenizer.json": TOKENIZER})
     result = capture_command(p, "m", loader(fetch))
     assert "loaded 1 repo(s)" in capsys.readouterr().out  # the command's output is passed on
     (c,) = result.captured
@@ -123,8 +123,7 @@ def test_more_files_extend_the_entry_and_a_moved_revision_repins_it(tmp_path, re
     )
     p = project(tmp_path, repos, body)
     p.sync()
-    tok = repos.refs["org/tok"]["main"]
-    fetch = {"repo": "org/tok", "rev": "main", "commit": tok, "files": {"config.json": CONFIG}}
+    fetch = tok_fetch(repos.refs["org/tok"]["main"], {"config.json": CONFIG})
     (c,) = capture_command(p, "m", loader(fetch)).captured
     assert (c.action, c.files) == ("extended", ("config.json",))
     assert "include: [tokenizer.json, config.json]" in (tmp_path / "models.yaml").read_text()
@@ -133,12 +132,7 @@ def test_more_files_extend_the_entry_and_a_moved_revision_repins_it(tmp_path, re
     assert rt.files[0].hub_hash  # a small git file keeps its git blob id, as `mlxk lock` does
     # main moves on at the hub; the loader gets the new commit: the entry is re-pinned to it
     new = repos.commit("org/tok", {"tokenizer.json": b"[]" * 80, "config.json": CONFIG.encode()})
-    fetch = {
-        "repo": "org/tok",
-        "rev": "main",
-        "commit": new,
-        "files": {"tokenizer.json": "[]" * 80},
-    }
+    fetch = tok_fetch(new, {"tokenizer.json": "[]" * 80})
     (c,) = capture_command(p.reload(), "m", loader(fetch)).captured
     assert (c.action, c.commit) == ("repinned", new)
     q = p.reload()
@@ -159,13 +153,7 @@ def test_a_missing_or_failing_command_changes_nothing(tmp_path, repos, capsys):
     with pytest.raises(CommandFailed) as e:
         capture_command(p, "m", ["mlxk-no-such-command"])
     assert e.value.exit_code == 127 and "no such command" in e.value.message
-    tok = repos.refs["org/tok"]["main"]
-    fetch = {
-        "repo": "org/tok",
-        "rev": "main",
-        "commit": tok,
-        "files": {"tokenizer.json": TOKENIZER},
-    }
+    fetch = tok_fetch(repos.refs["org/tok"]["main"], {"tokenizer.json": TOKENIZER})
     fails = [*loader(fetch)[:2], LOADER + "\nsys.stderr.write('boom\\n'); sys.exit(5)"]
     with pytest.raises(CommandFailed) as e:
         capture_command(p, "m", [*fails, json.dumps([fetch])])
@@ -180,9 +168,8 @@ def test_bytes_that_differ_from_the_hubs_hash_are_refused(tmp_path, repos):
     p = project(tmp_path, repos)
     p.sync()
     before = (tmp_path / "models.yaml").read_bytes(), (tmp_path / "mlxk.lock").read_bytes()
-    tok = repos.refs["org/tok"]["main"]
     bad = "{}" * 79 + "{]"  # same size, other bytes
-    fetch = {"repo": "org/tok", "rev": "main", "commit": tok, "files": {"tokenizer.json": bad}}
+    fetch = tok_fetch(repos.refs["org/tok"]["main"], {"tokenizer.json": bad})
     with pytest.raises(IntegrityError) as e:
         capture_command(p, "m", loader(fetch))
     assert e.value.exit_code == 3 and "differ from the hub's" in e.value.message
